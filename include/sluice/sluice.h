@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libsluice: write a sluice filter in a few lines.
+ *
+ * A filter connects to sluiced's filter socket, is told about each new flow,
+ * is offered the bytes of both directions, and answers with verdicts named by
+ * absolute byte offsets. The library frames, buffers and dispatches; it never
+ * prints and never calls exit().
+ *
+ * Errors: every function that can fail returns a negative errno value
+ * (-EPROTO for a protocol violation by the daemon, -ECONNRESET when the
+ * daemon went away) and 0 or a positive value on success.
+ *
+ * Threads: a struct sluice_client is not thread-safe; use it from one thread,
+ * or serialise calls yourself. Distinct clients are independent.
+ *
+ * Verdicts may be given from inside a callback or later (for example after a
+ * timer), in any order across flows; several chunks of one flow may be
+ * offered before the first one is answered. Verdicts are buffered and sent
+ * when the loop runs or sluice_client_flush() is called.
+ */
+#ifndef SLUICE_SLUICE_H
+#define SLUICE_SLUICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "sluice/protocol.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SLUICE_DEFAULT_SOCKET "/run/sluice/filter.sock"
+
+struct sluice_client;
+
+/* What the daemon knows of a flow when it opens. Valid during on_open only. */
+struct sluice_flow_info {
+	uint64_t id;
+	struct sockaddr_storage src; /* the application's address */
+	struct sockaddr_storage dst; /* where it was connecting to */
+	int has_uid;
+	uint32_t uid;
+	int has_pid;
+	uint32_t pid;
+	char comm[SLUICE_COMM_MAX + 1]; /* NUL-terminated, empty if unknown */
+	uint32_t window;                /* bytes the daemon holds per direction */
+};
+
+/*
+ * Callbacks. Each returns 0 to go on or a negative errno to make
+ * sluice_client_run() stop and return that value. Data pointers are valid
+ * only during the call: copy what you need to keep. Any callback may be NULL:
+ * without on_data every chunk is passed, without on_eof the direction is
+ * shut down once all of it is decided.
+ */
+struct sluice_callbacks {
+	size_t sz; /* sizeof(struct sluice_callbacks), for growth */
+	int (*on_open)(struct sluice_client *c, const struct sluice_flow_info *info,
+		       void *user);
+	/*
+	 * bytes [offset, offset + len) of direction dir were read. Answer by
+	 * deciding them (pass, replace, ...) now or later.
+	 */
+	int (*on_data)(struct sluice_client *c, uint64_t flow, enum sluice_dir dir,
+		       uint64_t offset, const uint8_t *data, size_t len, void *user);
+	/*
+	 * The source of dir sent FIN after `offset` bytes. When this callback
+	 * is NULL or returns 0 without having answered, the library sends
+	 * sluice_shutdown() for the direction, so the FIN travels on after
+	 * what has been decided. Return 1 to take that over (and call
+	 * sluice_shutdown() yourself later, for example after an inject).
+	 */
+	int (*on_eof)(struct sluice_client *c, uint64_t flow, enum sluice_dir dir,
+		      uint64_t offset, void *user);
+	/* The flow is gone; its id will not be offered again. */
+	void (*on_close)(struct sluice_client *c, uint64_t flow, uint32_t reason, void *user);
+	/* The daemon refused something this client sent (e.g. a late verdict). */
+	void (*on_error)(struct sluice_client *c, uint64_t flow, uint32_t code,
+			 const char *text, void *user);
+};
+
+struct sluice_client_opts {
+	size_t sz;          /* sizeof(struct sluice_client_opts) */
+	const char *path;   /* socket path; NULL means SLUICE_DEFAULT_SOCKET */
+	const char *name;   /* shown in the daemon's logs; NULL means "filter" */
+	uint32_t features;  /* SLUICE_FEATURE_* bits */
+};
+
+/*
+ * Connects to the daemon and exchanges HELLO (blocking, at most a few
+ * seconds). On success *ret_client is set and 0 returned; on failure
+ * nothing is allocated and *ret_client is untouched. cb is copied; user is
+ * passed to every callback.
+ */
+int sluice_client_connect(const struct sluice_client_opts *opts, const struct sluice_callbacks *cb,
+			  void *user, struct sluice_client **ret_client);
+
+/* Closes the connection and frees the client. Accepts NULL. */
+void sluice_client_free(struct sluice_client *c);
+
+/* The socket, for callers that run their own poll loop (wait for POLLIN). */
+int sluice_client_fd(const struct sluice_client *c);
+
+/*
+ * Reads what is available without blocking, runs the callbacks, and sends
+ * buffered verdicts. Returns 0 when it should be called again, a negative
+ * errno on failure (-ECONNRESET when the daemon closed the channel).
+ */
+int sluice_client_dispatch(struct sluice_client *c);
+
+/* Runs dispatch until the channel closes or a callback fails. */
+int sluice_client_run(struct sluice_client *c);
+
+/* Sends buffered verdicts, blocking until they are written. */
+int sluice_client_flush(struct sluice_client *c);
+
+/* Stream verdicts. Each refers to absolute offsets of one direction. */
+int sluice_pass(struct sluice_client *c, uint64_t flow, enum sluice_dir dir, uint64_t to);
+int sluice_peek(struct sluice_client *c, uint64_t flow, enum sluice_dir dir, uint64_t to);
+int sluice_replace(struct sluice_client *c, uint64_t flow, enum sluice_dir dir, uint64_t from,
+		   uint64_t to, const void *bytes, size_t len);
+int sluice_inject(struct sluice_client *c, uint64_t flow, enum sluice_dir dir, const void *bytes,
+		  size_t len);
+int sluice_drop(struct sluice_client *c, uint64_t flow, enum sluice_dir dir, uint64_t to);
+int sluice_pass_rest(struct sluice_client *c, uint64_t flow, enum sluice_dir dir);
+int sluice_shutdown(struct sluice_client *c, uint64_t flow, enum sluice_dir dir);
+int sluice_reset(struct sluice_client *c, uint64_t flow);
+
+/*
+ * A pointer of the caller's, kept with an open flow (NULL until set). The
+ * library forgets it after on_close returns. Returns -ENOENT for a flow that
+ * is not open.
+ */
+int sluice_flow_set_user(struct sluice_client *c, uint64_t flow, void *ptr);
+void *sluice_flow_user(const struct sluice_client *c, uint64_t flow);
+
+/* The largest replacement a single verdict may carry, from the HELLO. */
+size_t sluice_client_max_payload(const struct sluice_client *c);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One direction of a flow, without its sockets: the bytes read from the
+ * source and not yet written to the sink, the filter's decisions on them,
+ * and the output those decisions make. Pure bookkeeping, so that verdict
+ * application can be tested without a network.
+ *
+ * Offsets: `window.in` is the source offset read so far (everything read is
+ * offered to the filter), `decided` the source offset up to which the
+ * filter has answered, `window.out` the source offset released from the
+ * ring. Output is a queue of segments in sink order: source bytes passed
+ * unchanged (still in the ring), source bytes to skip (replaced or dropped),
+ * and bytes the filter supplied.
+ *
+ * Memory: the ring holds at most `window` source bytes, and reading stops
+ * while ring bytes plus filter-supplied bytes reach `window`. Filter output
+ * beyond 2 x window, or more than STREAM_MAX_SEGS pending segments, is
+ * refused with -ENOSPC: the daemon fails the flow rather than grow.
+ */
+#ifndef SLUICE_STREAM_H
+#define SLUICE_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "window.h"
+
+#define STREAM_MAX_SEGS 1024
+
+struct stream_seg;
+
+struct stream {
+	struct window win;
+	uint8_t *ring; /* allocated on first read, `win.limit` bytes */
+	uint64_t decided;
+	uint64_t peek_to;
+	uint64_t written; /* bytes written to the sink (output offsets) */
+	struct stream_seg *head, *tail;
+	unsigned nsegs;
+	bool auto_pass; /* no filter, or pass_rest: decide on read */
+	bool src_eof;   /* the source sent FIN */
+	bool shut;      /* FIN requested after what is decided */
+	bool fin_sent;
+};
+
+void stream_init(struct stream *s, uint32_t window);
+
+/* Frees the ring and every pending segment. Accepts a zeroed stream. */
+void stream_fini(struct stream *s);
+
+/*
+ * Where the next read from the source may go: fills up to two iovecs and
+ * returns how many (0 when the window is full), or -ENOMEM when the ring
+ * cannot be allocated. At most `max` bytes are offered.
+ */
+int stream_read_iov(struct stream *s, struct iovec iov[2], size_t max);
+
+/* Records n bytes read into the iovecs stream_read_iov() gave. */
+void stream_commit_read(struct stream *s, size_t n);
+
+/* Undecided bytes: [decided, win.in). */
+static inline uint64_t stream_undecided(const struct stream *s)
+{
+	return s->win.in - s->decided;
+}
+
+/*
+ * Applies one verdict. Returns 0, or:
+ *   -ERANGE  an offset goes backwards or beyond what was offered;
+ *   -ENOSPC  a peek beyond the window, or output beyond the limits above;
+ *   -EPIPE   the direction was already shut down or passed on;
+ *   -EINVAL  an operation that is not a stream verdict;
+ *   -ENOMEM.
+ * Nothing changes on failure. RESET is not handled here (it is per flow).
+ */
+int stream_verdict(struct stream *s, uint8_t op, uint64_t from, uint64_t to,
+		   const uint8_t *bytes, size_t len);
+
+/*
+ * Decides every byte read so far as passed, and every byte read from now on
+ * too (pass_rest, and fail-open when the filter is gone).
+ */
+void stream_pass_all(struct stream *s);
+
+/*
+ * The next bytes to write to the sink: fills up to max iovecs and returns
+ * how many (0 when nothing is ready).
+ */
+int stream_out_iov(struct stream *s, struct iovec *iov, int max);
+
+/* Records n bytes of those iovecs written to the sink. */
+void stream_commit_write(struct stream *s, size_t n);
+
+/* Decided output is waiting for the sink. */
+bool stream_out_pending(const struct stream *s);
+
+/* Everything is decided and written and a FIN is due on the sink. */
+bool stream_fin_due(const struct stream *s);
+
+/* The source may be read now (not at EOF, window not full). */
+bool stream_may_read(const struct stream *s);
+
+#endif
