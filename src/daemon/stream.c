@@ -45,12 +45,6 @@ static size_t ring_pos(const struct stream *s, uint64_t off)
 	return (size_t)(off % s->win.limit);
 }
 
-/* Bytes held in the ring: read and not yet released. */
-static uint64_t ring_used(const struct stream *s)
-{
-	return s->win.in - s->win.out;
-}
-
 int stream_read_iov(struct stream *s, struct iovec iov[2], size_t max)
 {
 	uint64_t space = window_space(&s->win);

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/* Socket addresses as users write them: 127.0.0.1:80, [::1]:9000. */
+#ifndef SLUICE_ADDR_H
+#define SLUICE_ADDR_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define ADDR_STRLEN 64 /* "[" + INET6_ADDRSTRLEN + "]:65535" fits */
+
+/*
+ * Parses "A.B.C.D:PORT" or "[V6]:PORT" (port 1..65535, or 0 when allow_zero).
+ * Returns 0 and fills *ret and *ret_len, or -EINVAL.
+ */
+int addr_parse(const char *s, int allow_zero, struct sockaddr_storage *ret, socklen_t *ret_len);
+
+/* Formats an AF_INET or AF_INET6 address into buf (ADDR_STRLEN bytes). */
+const char *addr_format(const struct sockaddr_storage *a, char *buf);
+
+socklen_t addr_len(const struct sockaddr_storage *a);
+
+/* Family 4 or 6, port, and the address bytes as a frame carries them. */
+void addr_to_wire(const struct sockaddr_storage *a, uint8_t *ret_family, uint16_t *ret_port,
+		  uint8_t ret_addr[16]);
+
+#endif

@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Ways in. A backend brings accepted connections and their destinations to
+ * the relay; everything after accept() is the same for all of them. One
+ * file each: backend-listen.c (an explicit relay), later intercept and
+ * gateway (nftables) and ebpf.
+ */
+#ifndef SLUICE_BACKEND_H
+#define SLUICE_BACKEND_H
+
+struct daemon;
+
+struct backend {
+	const char *name;
+	/* Opens listeners (and installs rules). Returns 0 or -errno, having
+	 * logged what failed. */
+	int (*start)(struct daemon *d);
+	/* Stops accepting and removes what start() made. Safe to call after a
+	 * failed start(). */
+	void (*stop)(struct daemon *d);
+};
+
+extern const struct backend backend_listen;
+
+#endif

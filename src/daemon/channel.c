@@ -1,0 +1,734 @@
+/* SPDX-License-Identifier: MIT */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "channel.h"
+#include "daemon.h"
+#include "flow.h"
+#include "frame.h"
+#include "log.h"
+#include "relay.h"
+
+#define CLIENT_SOCKBUF (4 * 1024 * 1024)
+#define CLIENT_INBUF (2 * CHANNEL_MAX_FRAME)
+
+struct outbuf {
+	uint8_t *data;
+	size_t off, len, cap; /* unsent bytes are data[off, len) */
+};
+
+struct client {
+	struct io io;
+	struct channel *ch;
+	unsigned id;
+	pid_t pid;
+	uid_t uid;
+	char name[SLUICE_NAME_MAX + 1];
+	char label[SLUICE_NAME_MAX + 32];
+	bool ready;           /* HELLO exchanged */
+	bool dead;
+	uint32_t peer_max;    /* largest frame the filter accepts */
+	uint64_t first_gen;   /* flows it may know of start here */
+	uint8_t *in;
+	size_t in_len;
+	struct outbuf out;
+	struct flow *flows;   /* its flows, through filter_next */
+	struct flow *wait_head, *wait_tail;
+	struct client *next, *prev;
+	struct client *dead_next;
+};
+
+struct channel {
+	struct daemon *d;
+	struct io io;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct client *clients;
+	struct client *rr; /* the next filter to get a flow */
+	struct client *dead;
+	unsigned next_id;
+	bool warned_no_filter;
+};
+
+static void client_drop(struct client *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+const char *channel_client_name(const struct client *c)
+{
+	return c->label;
+}
+
+/* Output buffer. */
+
+static int out_reserve(struct outbuf *o, size_t n)
+{
+	if (o->off && o->len + n > o->cap) {
+		memmove(o->data, o->data + o->off, o->len - o->off);
+		o->len -= o->off;
+		o->off = 0;
+	}
+	if (o->len + n > o->cap) {
+		size_t cap = o->cap ? o->cap : 64 * 1024;
+		uint8_t *p;
+
+		while (cap < o->len + n)
+			cap *= 2;
+		p = realloc(o->data, cap);
+		if (!p)
+			return -ENOMEM;
+		o->data = p;
+		o->cap = cap;
+	}
+	return 0;
+}
+
+static size_t out_pending(const struct outbuf *o)
+{
+	return o->len - o->off;
+}
+
+static void send_frame(struct client *c, const struct frame *f)
+{
+	size_t size = frame_size(f);
+
+	if (c->dead)
+		return;
+	if (out_reserve(&c->out, size) < 0) {
+		client_drop(c, "no memory for its output");
+		return;
+	}
+	frame_encode(c->out.data + c->out.len, size, f);
+	c->out.len += size;
+}
+
+static void send_error(struct client *c, uint64_t flow, uint32_t code, uint8_t ref,
+		       const char *text)
+{
+	struct frame f = { .type = SLUICE_FRAME_ERROR };
+
+	f.error.flow = flow;
+	f.error.code = code;
+	f.error.ref_type = ref;
+	f.error.text = (const uint8_t *)text;
+	f.error.text_len = strlen(text);
+	if (f.error.text_len > SLUICE_ERROR_TEXT_MAX)
+		f.error.text_len = SLUICE_ERROR_TEXT_MAX;
+	send_frame(c, &f);
+}
+
+/* Flow lists. */
+
+static void wait_remove(struct client *c, struct flow *f)
+{
+	struct flow **p;
+
+	if (!f->waiting)
+		return;
+	for (p = &c->wait_head; *p; p = &(*p)->wait_next) {
+		if (*p == f) {
+			*p = f->wait_next;
+			break;
+		}
+	}
+	if (c->wait_tail == f) {
+		c->wait_tail = NULL;
+		for (struct flow *w = c->wait_head; w; w = w->wait_next)
+			c->wait_tail = w;
+	}
+	f->waiting = false;
+	f->wait_next = NULL;
+}
+
+static void flow_unlink(struct client *c, struct flow *f)
+{
+	wait_remove(c, f);
+	if (f->filter_prev)
+		f->filter_prev->filter_next = f->filter_next;
+	else
+		c->flows = f->filter_next;
+	if (f->filter_next)
+		f->filter_next->filter_prev = f->filter_prev;
+	f->filter_prev = f->filter_next = NULL;
+	f->filter = NULL;
+}
+
+void channel_attach(struct client *c, struct flow *f)
+{
+	struct frame fr = { .type = SLUICE_FRAME_OPEN };
+
+	f->filter = c;
+	f->filter_prev = NULL;
+	f->filter_next = c->flows;
+	if (c->flows)
+		c->flows->filter_prev = f;
+	c->flows = f;
+
+	fr.open.flow = f->id;
+	addr_to_wire(&f->app_addr, &fr.open.family, &fr.open.src_port, fr.open.src);
+	addr_to_wire(&f->dst_addr, &fr.open.family, &fr.open.dst_port, fr.open.dst);
+	fr.open.window = c->ch->d->cfg.window;
+	send_frame(c, &fr);
+}
+
+void channel_detach(struct flow *f, uint32_t reason)
+{
+	struct client *c = f->filter;
+	struct frame fr = { .type = SLUICE_FRAME_CLOSE };
+
+	if (!c)
+		return;
+	flow_unlink(c, f);
+	fr.close.flow = f->id;
+	fr.close.reason = reason;
+	send_frame(c, &fr);
+}
+
+size_t channel_data_room(struct flow *f)
+{
+	struct client *c = f->filter;
+	size_t room = c->peer_max - FRAME_DATA_PREFIX;
+
+	if (out_pending(&c->out) < CHANNEL_DATA_LIMIT)
+		return room;
+	if (!f->waiting) {
+		f->waiting = true;
+		f->wait_next = NULL;
+		if (c->wait_tail)
+			c->wait_tail->wait_next = f;
+		else
+			c->wait_head = f;
+		c->wait_tail = f;
+	}
+	return 0;
+}
+
+void channel_send_data(struct flow *f, uint8_t dir, uint64_t offset, const struct iovec *iov,
+		       int iovcnt, size_t len)
+{
+	struct client *c = f->filter;
+	uint8_t *p;
+
+	if (out_reserve(&c->out, FRAME_DATA_PREFIX + len) < 0) {
+		client_drop(c, "no memory for its output");
+		return;
+	}
+	p = c->out.data + c->out.len;
+	frame_put_data_prefix(p, f->id, dir, offset, len);
+	p += FRAME_DATA_PREFIX;
+	for (int i = 0; i < iovcnt && len; i++) {
+		size_t k = iov[i].iov_len < len ? iov[i].iov_len : len;
+
+		memcpy(p, iov[i].iov_base, k);
+		p += k;
+		len -= k;
+	}
+	c->out.len = (size_t)(p - c->out.data);
+}
+
+void channel_send_eof(struct flow *f, uint8_t dir, uint64_t offset)
+{
+	struct frame fr = { .type = SLUICE_FRAME_EOF };
+
+	fr.data.flow = f->id;
+	fr.data.dir = dir;
+	fr.data.offset = offset;
+	send_frame(f->filter, &fr);
+}
+
+struct client *channel_pick(struct channel *ch)
+{
+	struct client *c = ch->rr;
+
+	/* Round robin over the filters that finished their HELLO. */
+	for (int pass = 0; pass < 2; pass++) {
+		for (; c; c = c->next) {
+			if (c->ready && !c->dead) {
+				ch->rr = c->next;
+				return c;
+			}
+		}
+		c = ch->clients;
+	}
+	if (!ch->warned_no_filter) {
+		log_warn("no filter connected: flows pass unchanged (fail-open)");
+		ch->warned_no_filter = true;
+	}
+	return NULL;
+}
+
+/* Writing to a client. */
+
+static void wake_waiters(struct client *c)
+{
+	/* Wake at most the flows waiting now: a woken flow that fills the
+	 * buffer again queues itself at the tail. */
+	struct flow *f = c->wait_head, *last = c->wait_tail;
+
+	while (f && out_pending(&c->out) < CHANNEL_DATA_LIMIT && !c->dead) {
+		struct flow *next = f->wait_next;
+
+		c->wait_head = next;
+		if (!next)
+			c->wait_tail = NULL;
+		f->waiting = false;
+		f->wait_next = NULL;
+		relay_wake(f);
+		if (f == last)
+			break;
+		f = c->wait_head;
+	}
+}
+
+static void client_flush(struct client *c)
+{
+	while (out_pending(&c->out)) {
+		ssize_t n = send(c->io.fd, c->out.data + c->out.off, out_pending(&c->out),
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				break;
+			client_drop(c, "write: %s", strerror(errno));
+			return;
+		}
+		c->out.off += (size_t)n;
+	}
+	if (!out_pending(&c->out))
+		c->out.off = c->out.len = 0;
+	if (io_set(c->ch->d->loop, &c->io, EPOLLIN | (out_pending(&c->out) ? EPOLLOUT : 0)) < 0) {
+		client_drop(c, "epoll: %s", strerror(errno));
+		return;
+	}
+	if (c->wait_head && out_pending(&c->out) < CHANNEL_DATA_LIMIT)
+		wake_waiters(c);
+}
+
+/* Frames from a client. Each handler returns 0, or -1 after dropping it. */
+
+typedef int (*frame_handler)(struct client *c, const struct frame *f);
+
+static int on_hello(struct client *c, const struct frame *f)
+{
+	struct frame reply = { .type = SLUICE_FRAME_HELLO };
+	size_t n = f->hello.name_len;
+
+	if (c->ready) {
+		client_drop(c, "second HELLO");
+		return -1;
+	}
+	if (f->hello.version != SLUICE_PROTOCOL_VERSION) {
+		char text[96];
+
+		snprintf(text, sizeof(text), "protocol version %u not supported; this daemon speaks %u",
+			 f->hello.version, SLUICE_PROTOCOL_VERSION);
+		send_error(c, 0, SLUICE_ERR_PROTOCOL, SLUICE_FRAME_HELLO, text);
+		client_drop(c, "%s", text);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		c->name[i] = isprint(f->hello.name[i]) ? (char)f->hello.name[i] : '?';
+	c->name[n] = '\0';
+	snprintf(c->label, sizeof(c->label), "filter %u (%s)", c->id, n ? c->name : "unnamed");
+	c->peer_max = f->hello.max_frame;
+	c->first_gen = flow_table_next_gen(c->ch->d->flows);
+	c->ready = true;
+	c->ch->warned_no_filter = false;
+
+	reply.hello.version = SLUICE_PROTOCOL_VERSION;
+	reply.hello.max_frame = CHANNEL_MAX_FRAME;
+	reply.hello.window = c->ch->d->cfg.window;
+	reply.hello.name = (const uint8_t *)"sluiced";
+	reply.hello.name_len = strlen("sluiced");
+	send_frame(c, &reply);
+	log_info("%s ready: pid %d, uid %u", c->label, (int)c->pid, (unsigned)c->uid);
+	return 0;
+}
+
+/*
+ * Finds the flow a frame from c names. Returns the flow, or NULL after
+ * answering FLOW_CLOSED (a late frame for a flow that has closed: normal) or
+ * after dropping c (an id c was never given: the channel is not to be
+ * trusted any more). *ret_dropped tells which.
+ */
+static struct flow *client_flow(struct client *c, uint64_t id, uint8_t type, bool *ret_dropped)
+{
+	struct flow_table *t = c->ch->d->flows;
+	struct flow *f = flow_lookup(t, id);
+
+	*ret_dropped = false;
+	if (f && f->filter == c)
+		return f;
+	if (!f && flow_id_plausible(t, id, c->first_gen)) {
+		send_error(c, id, SLUICE_ERR_FLOW_CLOSED, type, "flow closed");
+		return NULL;
+	}
+	client_drop(c, "%s names flow " FLOW_ID_FMT ", which it was never given", frame_type_name(type),
+		    FLOW_ID_ARGS(id));
+	*ret_dropped = true;
+	return NULL;
+}
+
+static int on_verdict(struct client *c, const struct frame *fr)
+{
+	const struct frame_verdict *v = &fr->verdict;
+	struct flow *f;
+	bool dropped;
+	char text[128];
+	int r;
+
+	f = client_flow(c, v->flow, SLUICE_FRAME_VERDICT, &dropped);
+	if (!f)
+		return dropped ? -1 : 0;
+	if (v->op == SLUICE_VERDICT_RESET) {
+		relay_reset(f, 0, "the filter asked for it");
+		return 0;
+	}
+	r = stream_verdict(&f->dir[v->dir].st, v->op, v->from, v->to, v->bytes, v->len);
+	switch (r) {
+	case 0:
+		relay_pump(f);
+		return 0;
+	case -ERANGE:
+		snprintf(text, sizeof(text), "%s [%llu, %llu) outside decided %llu .. offered %llu",
+			 frame_verdict_name(v->op), (unsigned long long)v->from,
+			 (unsigned long long)v->to, (unsigned long long)f->dir[v->dir].st.decided,
+			 (unsigned long long)f->dir[v->dir].st.win.in);
+		log_warn("flow " FLOW_ID_FMT " %s: %s: %s", FLOW_ID_ARGS(f->id),
+			 v->dir ? "in" : "out", c->label, text);
+		send_error(c, f->id, SLUICE_ERR_BAD_OFFSET, SLUICE_FRAME_VERDICT, text);
+		return 0;
+	case -EPIPE:
+		send_error(c, f->id, SLUICE_ERR_STATE, SLUICE_FRAME_VERDICT,
+			   "direction already shut down or passed on");
+		return 0;
+	case -ENOSPC:
+		snprintf(text, sizeof(text), "%s goes beyond the window of %u bytes",
+			 frame_verdict_name(v->op), c->ch->d->cfg.window);
+		send_error(c, f->id, SLUICE_ERR_WINDOW, SLUICE_FRAME_VERDICT, text);
+		relay_reset(f, ENOBUFS, text);
+		return 0;
+	default:
+		relay_reset(f, -r, "applying a verdict");
+		return 0;
+	}
+}
+
+static int on_open_verdict(struct client *c, const struct frame *fr)
+{
+	struct flow *f;
+	bool dropped;
+
+	f = client_flow(c, fr->open_verdict.flow, SLUICE_FRAME_OPEN_VERDICT, &dropped);
+	if (!f)
+		return dropped ? -1 : 0;
+	/* Connect-time decisions come with the verdict-set work; until then
+	 * every flow is allowed, and other answers are refused. */
+	if (fr->open_verdict.action != SLUICE_OPEN_ALLOW)
+		send_error(c, f->id, SLUICE_ERR_UNSUPPORTED, SLUICE_FRAME_OPEN_VERDICT,
+			   "connect-time verdicts other than allow are not supported yet");
+	return 0;
+}
+
+static int on_unexpected(struct client *c, const struct frame *f)
+{
+	client_drop(c, "sent a %s frame, which only the daemon sends", frame_type_name(f->type));
+	return -1;
+}
+
+static const frame_handler handlers[SLUICE_FRAME_TYPE_MAX + 1] = {
+	[SLUICE_FRAME_HELLO] = on_hello,
+	[SLUICE_FRAME_OPEN] = on_unexpected,
+	[SLUICE_FRAME_DATA] = on_unexpected,
+	[SLUICE_FRAME_EOF] = on_unexpected,
+	[SLUICE_FRAME_CLOSE] = on_unexpected,
+	[SLUICE_FRAME_VERDICT] = on_verdict,
+	[SLUICE_FRAME_OPEN_VERDICT] = on_open_verdict,
+	[SLUICE_FRAME_ERROR] = on_unexpected,
+};
+
+static void client_read(struct client *c)
+{
+	size_t pos = 0;
+	ssize_t n;
+
+	n = recv(c->io.fd, c->in + c->in_len, CLIENT_INBUF - c->in_len, MSG_DONTWAIT);
+	if (n < 0) {
+		if (errno != EAGAIN && errno != EINTR)
+			client_drop(c, "read: %s", strerror(errno));
+		return;
+	}
+	if (n == 0) {
+		client_drop(c, "it closed the channel");
+		return;
+	}
+	c->in_len += (size_t)n;
+
+	while (!c->dead) {
+		const char *why = NULL;
+		struct frame f;
+		size_t size;
+		int r = frame_decode(c->in + pos, c->in_len - pos, CHANNEL_MAX_FRAME, &f, &size, &why);
+
+		if (r == 0)
+			break;
+		if (r < 0) {
+			client_drop(c, "malformed frame: %s", why);
+			return;
+		}
+		if (!c->ready && f.type != SLUICE_FRAME_HELLO) {
+			client_drop(c, "sent %s before HELLO", frame_type_name(f.type));
+			return;
+		}
+		pos += size;
+		if (handlers[f.type](c, &f) < 0)
+			return;
+	}
+	if (c->dead)
+		return;
+	memmove(c->in, c->in + pos, c->in_len - pos);
+	c->in_len -= pos;
+}
+
+static void on_client(struct io *io, uint32_t revents)
+{
+	struct client *c = (struct client *)((char *)io - offsetof(struct client, io));
+
+	if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
+		client_read(c);
+	if (!c->dead && (revents & EPOLLOUT))
+		client_flush(c);
+}
+
+static void client_drop(struct client *c, const char *fmt, ...)
+{
+	struct channel *ch = c->ch;
+	char why[256];
+	unsigned nflows = 0;
+	struct flow *f;
+	va_list ap;
+
+	if (c->dead)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	c->dead = true;
+	io_remove(ch->d->loop, &c->io);
+	close(c->io.fd);
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		ch->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	if (ch->rr == c)
+		ch->rr = c->next;
+
+	/* Its flows go on without a filter: what it left undecided passes. */
+	while ((f = c->flows)) {
+		flow_unlink(c, f);
+		relay_filter_gone(f);
+		nflows++;
+	}
+	if (nflows)
+		log_warn("dropping filter client %s: %s; %u flows continue unfiltered (fail-open)",
+			 c->label, why, nflows);
+	else
+		log_warn("dropping filter client %s: %s", c->label, why);
+	c->dead_next = ch->dead;
+	ch->dead = c;
+}
+
+static void client_free(struct client *c)
+{
+	free(c->in);
+	free(c->out.data);
+	free(c);
+}
+
+static void on_accept(struct io *io, uint32_t revents)
+{
+	struct channel *ch = (struct channel *)((char *)io - offsetof(struct channel, io));
+	int size = CLIENT_SOCKBUF;
+
+	for (;;) {
+		struct ucred cred = { .pid = 0, .uid = (uid_t)-1 };
+		socklen_t len = sizeof(cred);
+		struct client *c;
+		int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				log_warn("filter socket: accept: %s", strerror(errno));
+			return;
+		}
+		getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+		c = calloc(1, sizeof(*c));
+		if (c)
+			c->in = malloc(CLIENT_INBUF);
+		if (!c || !c->in) {
+			log_err("filter socket: no memory for a client");
+			if (c)
+				free(c);
+			close(fd);
+			continue;
+		}
+		/* Bigger buffers mean fewer wake-ups per byte on the data path;
+		 * the FORCE variants pass the sysctl limits when we are root. */
+		if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) < 0)
+			setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+		if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
+			setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+		c->ch = ch;
+		c->id = ++ch->next_id;
+		c->pid = cred.pid;
+		c->uid = cred.uid;
+		snprintf(c->label, sizeof(c->label), "filter %u", c->id);
+		io_init(&c->io, fd, on_client);
+		c->next = ch->clients;
+		if (ch->clients)
+			ch->clients->prev = c;
+		ch->clients = c;
+		log_info("%s connected: pid %d, uid %u", c->label, (int)c->pid, (unsigned)c->uid);
+		if (io_set(ch->d->loop, &c->io, EPOLLIN) < 0)
+			client_drop(c, "epoll: %s", strerror(errno));
+	}
+}
+
+/* After each batch: send what the batch queued, free dropped clients. */
+static void after_batch(void *arg)
+{
+	struct channel *ch = arg;
+	struct client *c, *next;
+
+	for (c = ch->clients; c; c = next) {
+		next = c->next;
+		if (out_pending(&c->out) && !(c->io.events & EPOLLOUT))
+			client_flush(c);
+	}
+	while ((c = ch->dead)) {
+		ch->dead = c->dead_next;
+		client_free(c);
+	}
+}
+
+/* Creates the directory of the socket if missing (mode 0755). */
+static int make_parent(const char *path)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char *slash;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return 0;
+	*slash = '\0';
+	for (char *p = dir + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* A socket file left by a daemon that died is removed; one that a live
+ * daemon answers on is not ours to take. */
+static int clear_stale(const struct sockaddr_un *sun)
+{
+	struct stat st;
+	int fd, r;
+
+	if (lstat(sun->sun_path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -EEXIST;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	r = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
+	close(fd);
+	if (r == 0)
+		return -EADDRINUSE;
+	if (unlink(sun->sun_path) < 0)
+		return -errno;
+	return 0;
+}
+
+int channel_new(struct daemon *d, const char *path, struct channel **ret_channel)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct channel *ch;
+	int fd, r;
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	r = make_parent(path);
+	if (r < 0)
+		return r;
+	r = clear_stale(&sun);
+	if (r < 0)
+		return r;
+
+	ch = calloc(1, sizeof(*ch));
+	if (!ch)
+		return -ENOMEM;
+	ch->d = d;
+	snprintf(ch->path, sizeof(ch->path), "%s", path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	io_init(&ch->io, fd, on_accept);
+	if (bind(fd, (const struct sockaddr *)&sun, sizeof(sun)) < 0 || chmod(path, 0660) < 0 ||
+	    listen(fd, 64) < 0) {
+		r = -errno;
+		goto fail_fd;
+	}
+	r = io_set(d->loop, &ch->io, EPOLLIN);
+	if (r < 0)
+		goto fail_fd;
+	r = loop_defer(d->loop, after_batch, ch);
+	if (r < 0)
+		goto fail_fd;
+	*ret_channel = ch;
+	return 0;
+fail_fd:
+	io_remove(d->loop, &ch->io);
+	close(fd);
+	unlink(path);
+fail:
+	free(ch);
+	return r;
+}
+
+void channel_free(struct channel *ch)
+{
+	if (!ch)
+		return;
+	while (ch->clients)
+		client_drop(ch->clients, "the daemon is stopping");
+	after_batch(ch);
+	io_remove(ch->d->loop, &ch->io);
+	close(ch->io.fd);
+	unlink(ch->path);
+	free(ch);
+}

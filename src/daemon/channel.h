@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The filter channel: a Unix socket that filter processes connect to, and
+ * one client per connection. Frames to a client are queued in its output
+ * buffer and written after each batch of events. DATA frames are admitted
+ * only while that buffer is under CHANNEL_DATA_LIMIT; a flow that finds it
+ * full waits, with its sources unread, until the filter has taken the bytes.
+ * Control frames (OPEN, EOF, CLOSE, ERROR) are always queued: there are a
+ * bounded number of them per flow, so they cannot grow without bound.
+ */
+#ifndef SLUICE_CHANNEL_H
+#define SLUICE_CHANNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#define CHANNEL_DATA_LIMIT (1024 * 1024)
+#define CHANNEL_MAX_FRAME SLUICE_FRAME_DEFAULT_MAX
+
+struct daemon;
+struct channel;
+struct client;
+struct flow;
+
+int channel_new(struct daemon *d, const char *path, struct channel **ret_channel);
+/* Closes every client (their flows go on unfiltered) and the socket. */
+void channel_free(struct channel *ch);
+
+/* The filter a new flow goes to, or NULL when none is connected (fail-open,
+ * logged once until a filter connects). */
+struct client *channel_pick(struct channel *ch);
+
+/* Makes c the filter of f and tells it with an OPEN frame. */
+void channel_attach(struct client *c, struct flow *f);
+
+/* Tells f's filter that f is gone (CLOSE with reason, an errno or 0) and
+ * forgets f. Does nothing for an unfiltered flow. */
+void channel_detach(struct flow *f, uint32_t reason);
+
+/*
+ * The most data bytes f may send its filter now. 0 when the output buffer
+ * is full: f is then queued and woken (relay_wake) when there is room.
+ */
+size_t channel_data_room(struct flow *f);
+
+/* Queues a DATA frame with len bytes gathered from iov. len must not exceed
+ * what channel_data_room() allowed. */
+void channel_send_data(struct flow *f, uint8_t dir, uint64_t offset, const struct iovec *iov,
+		       int iovcnt, size_t len);
+
+void channel_send_eof(struct flow *f, uint8_t dir, uint64_t offset);
+
+/* A short name for logs: "filter 3 (passthrough)". */
+const char *channel_client_name(const struct client *c);
+
+#endif

@@ -1,0 +1,385 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "channel.h"
+#include "daemon.h"
+#include "flow.h"
+#include "log.h"
+#include "relay.h"
+
+/* Bytes read from a source in one call, and calls per wake-up: big reads
+ * cost fewer syscalls; the cap keeps one busy flow from starving others. */
+#define READ_CHUNK (256 * 1024)
+#define READS_PER_EVENT 4
+#define WRITE_IOV 16
+
+/* The source of direction d is the socket on side d: OUT reads the
+ * application, IN reads the server; the sink is the other one. */
+static int src_side(int dir)
+{
+	return dir == SLUICE_DIR_OUT ? SIDE_APP : SIDE_SERVER;
+}
+
+static int sink_side(int dir)
+{
+	return dir == SLUICE_DIR_OUT ? SIDE_SERVER : SIDE_APP;
+}
+
+static const char *dir_name(int dir)
+{
+	return dir == SLUICE_DIR_OUT ? "out" : "in";
+}
+
+/* Bytes of this direction go through the filter. */
+static bool filtered(const struct flow *f, int dir)
+{
+	const struct stream *st = &f->dir[dir].st;
+
+	return f->filter && !st->auto_pass && !st->shut;
+}
+
+static void close_sock(struct flow *f, int side, bool abort_conn)
+{
+	struct flow_sock *s = &f->sock[side];
+
+	if (s->io.fd < 0)
+		return;
+	if (abort_conn) {
+		/* A zero linger makes close() send RST instead of FIN. */
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+		setsockopt(s->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	io_remove(f->d->loop, &s->io);
+	close(s->io.fd);
+	s->io.fd = -1;
+}
+
+static void flow_end(struct flow *f, int err, bool abort_conn)
+{
+	if (f->state == FLOW_DEAD)
+		return;
+	close_sock(f, SIDE_APP, abort_conn);
+	close_sock(f, SIDE_SERVER, abort_conn);
+	channel_detach(f, (uint32_t)err);
+	flow_release(f->d->flows, f);
+}
+
+void relay_reset(struct flow *f, int err, const char *why)
+{
+	if (f->state == FLOW_DEAD)
+		return;
+	log_info("flow " FLOW_ID_FMT ": reset: %s%s%s", FLOW_ID_ARGS(f->id), why,
+		 err ? ": " : "", err ? strerror(err) : "");
+	flow_end(f, err ? err : ECONNRESET, true);
+}
+
+static void flow_finished(struct flow *f)
+{
+	log_info("flow " FLOW_ID_FMT ": closed: out %llu bytes, in %llu bytes, %llu ms",
+		 FLOW_ID_ARGS(f->id), (unsigned long long)f->dir[SLUICE_DIR_OUT].st.written,
+		 (unsigned long long)f->dir[SLUICE_DIR_IN].st.written,
+		 (unsigned long long)(loop_now_ms() - f->started_ms));
+	flow_end(f, 0, false);
+}
+
+/* Reads what the window and the channel allow from the source of dir.
+ * Returns false when the flow was reset. */
+static bool relay_read(struct flow *f, int dir)
+{
+	struct flow_dir *fd = &f->dir[dir];
+	struct stream *st = &fd->st;
+	int src = f->sock[src_side(dir)].io.fd;
+
+	for (int i = 0; i < READS_PER_EVENT && stream_may_read(st); i++) {
+		size_t max = READ_CHUNK;
+		bool to_filter = filtered(f, dir);
+		struct iovec iov[2];
+		uint64_t offset;
+		ssize_t n;
+		int cnt;
+
+		if (to_filter) {
+			size_t room = channel_data_room(f);
+
+			if (!room)
+				break;
+			if (room < max)
+				max = room;
+		}
+		cnt = stream_read_iov(st, iov, max);
+		if (cnt < 0) {
+			relay_reset(f, -cnt, "no memory for the window");
+			return false;
+		}
+		if (cnt == 0)
+			break;
+		n = readv(src, iov, cnt);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			relay_reset(f, errno, dir == SLUICE_DIR_OUT ? "application side read"
+								   : "server side read");
+			return false;
+		}
+		if (n == 0) {
+			st->src_eof = true;
+			log_debug("flow " FLOW_ID_FMT " %s: source sent FIN at %llu",
+				  FLOW_ID_ARGS(f->id), dir_name(dir),
+				  (unsigned long long)st->win.in);
+			if (to_filter)
+				channel_send_eof(f, dir, st->win.in);
+			break;
+		}
+		offset = st->win.in;
+		stream_commit_read(st, (size_t)n);
+		if (to_filter)
+			channel_send_data(f, dir, offset, iov, cnt, (size_t)n);
+		if ((size_t)n < max)
+			break; /* the socket is most likely drained */
+	}
+	return true;
+}
+
+/* Writes decided output of dir to its sink. Returns false when the flow
+ * was reset. */
+static bool relay_write(struct flow *f, int dir)
+{
+	struct stream *st = &f->dir[dir].st;
+	struct flow_sock *sink = &f->sock[sink_side(dir)];
+
+	while (stream_out_pending(st) && !sink->write_blocked) {
+		struct iovec iov[WRITE_IOV];
+		struct msghdr msg = { .msg_iov = iov };
+		size_t total = 0;
+		ssize_t n;
+
+		msg.msg_iovlen = (size_t)stream_out_iov(st, iov, WRITE_IOV);
+		if (!msg.msg_iovlen)
+			break;
+		for (size_t i = 0; i < msg.msg_iovlen; i++)
+			total += iov[i].iov_len;
+		n = sendmsg(sink->io.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EAGAIN) {
+				sink->write_blocked = true;
+				break;
+			}
+			if (errno == EINTR)
+				continue;
+			relay_reset(f, errno, dir == SLUICE_DIR_OUT ? "server side write"
+								   : "application side write");
+			return false;
+		}
+		stream_commit_write(st, (size_t)n);
+		if ((size_t)n < total)
+			sink->write_blocked = true;
+	}
+	if (stream_fin_due(st)) {
+		/* The sink may already be gone (reset); that shows on its next
+		 * event, so a failure here needs no handling of its own. */
+		shutdown(sink->io.fd, SHUT_WR);
+		st->fin_sent = true;
+		log_debug("flow " FLOW_ID_FMT " %s: FIN sent after %llu bytes", FLOW_ID_ARGS(f->id),
+			  dir_name(dir), (unsigned long long)st->written);
+	}
+	return true;
+}
+
+static uint32_t interest(const struct flow *f, int side)
+{
+	const struct flow_sock *s = &f->sock[side];
+	int dir = side == SIDE_APP ? SLUICE_DIR_OUT : SLUICE_DIR_IN;
+	uint32_t ev = 0;
+
+	if (f->state == FLOW_CONNECTING)
+		return side == SIDE_SERVER ? EPOLLOUT : 0;
+	if (stream_may_read(&f->dir[dir].st) && !(filtered(f, dir) && f->waiting))
+		ev |= EPOLLIN | EPOLLRDHUP;
+	if (s->write_blocked)
+		ev |= EPOLLOUT;
+	return ev;
+}
+
+void relay_pump(struct flow *f)
+{
+	if (f->state != FLOW_RELAYING)
+		return;
+	for (int dir = 0; dir < 2; dir++)
+		if (!relay_write(f, dir))
+			return;
+	if (f->dir[0].st.fin_sent && f->dir[0].st.src_eof && f->dir[1].st.fin_sent &&
+	    f->dir[1].st.src_eof) {
+		flow_finished(f);
+		return;
+	}
+	for (int side = 0; side < 2; side++) {
+		int r = io_set(f->d->loop, &f->sock[side].io, interest(f, side));
+
+		if (r < 0) {
+			relay_reset(f, -r, "epoll");
+			return;
+		}
+	}
+}
+
+static void on_connected(struct flow *f)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+	char buf[ADDR_STRLEN];
+
+	if (getsockopt(f->sock[SIDE_SERVER].io.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err) {
+		log_info("flow " FLOW_ID_FMT ": upstream %s: %s; resetting the application",
+			 FLOW_ID_ARGS(f->id), addr_format(&f->dst_addr, buf), strerror(err));
+		flow_end(f, err, true);
+		return;
+	}
+	f->state = FLOW_RELAYING;
+	relay_pump(f);
+}
+
+static void on_sock(struct io *io, uint32_t revents)
+{
+	struct flow_sock *s = (struct flow_sock *)((char *)io - offsetof(struct flow_sock, io));
+	struct flow *f = s->flow;
+	int side = s == &f->sock[SIDE_APP] ? SIDE_APP : SIDE_SERVER;
+	int dir = side == SIDE_APP ? SLUICE_DIR_OUT : SLUICE_DIR_IN;
+
+	if (f->state == FLOW_CONNECTING) {
+		if (side == SIDE_SERVER)
+			on_connected(f);
+		return;
+	}
+	if (revents & EPOLLERR) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+		relay_reset(f, err ? err : ECONNRESET,
+			    side == SIDE_APP ? "application side" : "server side");
+		return;
+	}
+	if (revents & EPOLLOUT)
+		s->write_blocked = false;
+	if ((revents & (EPOLLIN | EPOLLHUP | EPOLLRDHUP)) && !relay_read(f, dir))
+		return;
+	relay_pump(f);
+}
+
+void relay_wake(struct flow *f)
+{
+	relay_pump(f);
+}
+
+void relay_filter_gone(struct flow *f)
+{
+	f->filter = NULL;
+	f->waiting = false;
+	for (int dir = 0; dir < 2; dir++)
+		stream_pass_all(&f->dir[dir].st);
+	relay_pump(f);
+}
+
+static int upstream_socket(struct daemon *d, int family, int *ret_fd)
+{
+	int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1;
+
+	if (fd < 0)
+		return -errno;
+	/* The mark keeps our own connections out of the interception rules.
+	 * Listen mode needs no privileges, so there it is best effort. */
+	if (setsockopt(fd, SOL_SOCKET, SO_MARK, &d->cfg.mark, sizeof(d->cfg.mark)) < 0 &&
+	    d->cfg.mark_set) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	*ret_fd = fd;
+	return 0;
+}
+
+int relay_start(struct daemon *d, int app_fd, const struct sockaddr_storage *app,
+		const struct sockaddr_storage *dst)
+{
+	char abuf[ADDR_STRLEN], dbuf[ADDR_STRLEN];
+	struct client *filter;
+	struct flow *f;
+	int r, fd = -1, one = 1;
+
+	f = flow_new(d->flows, &r);
+	if (!f) {
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+		log_warn("refusing connection from %s: %s", addr_format(app, abuf),
+			 r == -EMFILE ? "flow limit reached" : strerror(-r));
+		setsockopt(app_fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		close(app_fd);
+		return r;
+	}
+	f->app_addr = *app;
+	f->dst_addr = *dst;
+	f->started_ms = loop_now_ms();
+	f->state = FLOW_CONNECTING;
+	for (int dir = 0; dir < 2; dir++)
+		stream_init(&f->dir[dir].st, d->cfg.window);
+	setsockopt(app_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	io_init(&f->sock[SIDE_APP].io, app_fd, on_sock);
+
+	r = upstream_socket(d, dst->ss_family, &fd);
+	if (r < 0) {
+		log_err("flow " FLOW_ID_FMT ": upstream socket: %s", FLOW_ID_ARGS(f->id),
+			strerror(-r));
+		flow_end(f, -r, true);
+		return r;
+	}
+	io_init(&f->sock[SIDE_SERVER].io, fd, on_sock);
+
+	filter = channel_pick(d->channel);
+	if (filter) {
+		channel_attach(filter, f);
+	} else {
+		stream_pass_all(&f->dir[0].st);
+		stream_pass_all(&f->dir[1].st);
+	}
+	log_info("flow " FLOW_ID_FMT ": open: %s -> %s, %s", FLOW_ID_ARGS(f->id),
+		 addr_format(app, abuf), addr_format(dst, dbuf),
+		 filter ? channel_client_name(filter) : "unfiltered");
+
+	if (connect(fd, (const struct sockaddr *)dst, addr_len(dst)) < 0 && errno != EINPROGRESS) {
+		r = -errno;
+		log_info("flow " FLOW_ID_FMT ": upstream %s: %s; resetting the application",
+			 FLOW_ID_ARGS(f->id), dbuf, strerror(-r));
+		flow_end(f, -r, true);
+		return r;
+	}
+	r = io_set(d->loop, &f->sock[SIDE_SERVER].io, EPOLLOUT);
+	if (r < 0) {
+		relay_reset(f, -r, "epoll");
+		return r;
+	}
+	return 0;
+}
+
+static void close_one(struct flow *f, void *arg)
+{
+	flow_end(f, ESHUTDOWN, false);
+}
+
+void relay_close_all(struct daemon *d)
+{
+	flow_table_foreach(d->flows, close_one, NULL);
+}
