@@ -6,18 +6,22 @@
 #include "sluice/protocol.h"
 #include "stream.h"
 
+/* Smallest supplied buffer, so that small injections share one. */
+#define OWNED_MIN_CAP 4096
+
 enum seg_kind {
 	SEG_RING,  /* source bytes passed unchanged, still in the ring */
-	SEG_SKIP,  /* source bytes replaced or dropped */
-	SEG_OWNED, /* bytes the filter supplied */
+	SEG_OWNED, /* bytes the filter supplied, or small runs copied beside them */
 };
 
 struct stream_seg {
 	struct stream_seg *next;
 	enum seg_kind kind;
 	size_t len;
-	size_t done; /* SEG_OWNED: bytes already written */
-	uint8_t data[];
+	size_t skip;  /* SEG_RING: source bytes to release after this run */
+	size_t done;  /* SEG_OWNED: bytes already written */
+	size_t cap;   /* SEG_OWNED: bytes allocated in data */
+	uint8_t *data;
 };
 
 void stream_init(struct stream *s, uint32_t window)
@@ -26,15 +30,21 @@ void stream_init(struct stream *s, uint32_t window)
 	window_init(&s->win, window);
 }
 
+static void seg_free(struct stream_seg *g)
+{
+	free(g->data);
+	free(g);
+}
+
 void stream_fini(struct stream *s)
 {
 	struct stream_seg *g, *next;
 
 	for (g = s->head; g; g = next) {
 		next = g->next;
-		free(g);
+		seg_free(g);
 	}
-	s->head = s->tail = NULL;
+	s->head = s->tail = s->last_ring = NULL;
 	s->nsegs = 0;
 	free(s->ring);
 	s->ring = NULL;
@@ -43,6 +53,14 @@ void stream_fini(struct stream *s)
 static size_t ring_pos(const struct stream *s, uint64_t off)
 {
 	return (size_t)(off % s->win.limit);
+}
+
+/* Passed runs shorter than this are copied when they follow supplied bytes. */
+static size_t copy_threshold(const struct stream *s)
+{
+	size_t t = (size_t)(s->win.limit / 256);
+
+	return t < 16384 ? 16384 : t;
 }
 
 int stream_read_iov(struct stream *s, struct iovec iov[2], size_t max)
@@ -70,44 +88,6 @@ int stream_read_iov(struct stream *s, struct iovec iov[2], size_t max)
 	return 2;
 }
 
-/* Appends a segment of source bytes, merging with a tail of the same kind. */
-static int push_source(struct stream *s, enum seg_kind kind, size_t len)
-{
-	struct stream_seg *g;
-
-	if (!len)
-		return 0;
-	if (s->tail && s->tail->kind == kind) {
-		s->tail->len += len;
-		return 0;
-	}
-	if (s->nsegs >= STREAM_MAX_SEGS)
-		return -ENOSPC;
-	g = calloc(1, sizeof(*g));
-	if (!g)
-		return -ENOMEM;
-	g->kind = kind;
-	g->len = len;
-	if (s->tail)
-		s->tail->next = g;
-	else
-		s->head = g;
-	s->tail = g;
-	s->nsegs++;
-	return 0;
-}
-
-static struct stream_seg *owned_new(const uint8_t *bytes, size_t len)
-{
-	struct stream_seg *g = malloc(sizeof(*g) + len);
-
-	if (!g)
-		return NULL;
-	*g = (struct stream_seg){ .kind = SEG_OWNED, .len = len };
-	memcpy(g->data, bytes, len);
-	return g;
-}
-
 static void push_seg(struct stream *s, struct stream_seg *g)
 {
 	if (s->tail)
@@ -116,20 +96,154 @@ static void push_seg(struct stream *s, struct stream_seg *g)
 		s->head = g;
 	s->tail = g;
 	s->nsegs++;
+	if (g->kind == SEG_RING)
+		s->last_ring = g;
 }
 
-/* Releases leading skipped bytes from the ring: nothing is written for them. */
-static void consume_skips(struct stream *s)
+static void pop_seg(struct stream *s)
+{
+	struct stream_seg *g = s->head;
+
+	s->head = g->next;
+	if (!s->head)
+		s->tail = NULL;
+	if (s->last_ring == g)
+		s->last_ring = NULL;
+	s->nsegs--;
+	seg_free(g);
+}
+
+/*
+ * Releases n source bytes that will not be written from the ring. They come
+ * after every queued passed run in source order, so they are released with
+ * the last one, or now if none is queued.
+ */
+static void skip_source(struct stream *s, uint64_t n)
+{
+	if (s->last_ring)
+		s->last_ring->skip += n;
+	else
+		window_give(&s->win, n);
+}
+
+/* Makes room for n more bytes in the tail buffer, or a new one. The caller
+ * has checked the extra limit. */
+static struct stream_seg *owned_tail(struct stream *s, size_t n)
+{
+	struct stream_seg *g = s->tail;
+
+	if (g && g->kind == SEG_OWNED) {
+		if (g->len + n > g->cap) {
+			size_t cap = g->cap * 2;
+			uint8_t *p;
+
+			if (cap < g->len + n)
+				cap = g->len + n;
+			p = realloc(g->data, cap);
+			if (!p)
+				return NULL;
+			g->data = p;
+			g->cap = cap;
+		}
+		return g;
+	}
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return NULL;
+	g->kind = SEG_OWNED;
+	g->cap = n > OWNED_MIN_CAP ? n : OWNED_MIN_CAP;
+	g->data = malloc(g->cap);
+	if (!g->data) {
+		free(g);
+		return NULL;
+	}
+	push_seg(s, g);
+	return g;
+}
+
+/* Copies source bytes [off, off + n) out of the ring. */
+static void ring_copy(const struct stream *s, uint64_t off, uint8_t *dst, size_t n)
+{
+	size_t pos = ring_pos(s, off), first = s->win.limit - pos;
+
+	if (first > n)
+		first = n;
+	memcpy(dst, s->ring + pos, first);
+	memcpy(dst + first, s->ring, n - first);
+}
+
+/*
+ * Decides the next n source bytes as passed. Returns 0 or -ENOMEM (nothing
+ * decided then).
+ */
+static int pass_source(struct stream *s, uint64_t n)
+{
+	struct stream_seg *g = s->tail;
+
+	if (!n)
+		return 0;
+	if (g && g->kind == SEG_RING && !g->skip) {
+		g->len += n;
+	} else if (g && g->kind == SEG_OWNED && n < copy_threshold(s) &&
+		   window_add_extra(&s->win, n, 2 * s->win.limit) == 0) {
+		/* A short run between supplied bytes: copy it beside them. */
+		if (!owned_tail(s, n)) {
+			window_drop_extra(&s->win, n);
+			return -ENOMEM;
+		}
+		ring_copy(s, s->decided, g->data + g->len, n);
+		g->len += n;
+		skip_source(s, n);
+	} else {
+		g = calloc(1, sizeof(*g));
+		if (!g)
+			return -ENOMEM;
+		g->kind = SEG_RING;
+		g->len = n;
+		push_seg(s, g);
+	}
+	s->decided += n;
+	return 0;
+}
+
+static void drop_source(struct stream *s, uint64_t n)
+{
+	skip_source(s, n);
+	s->decided += n;
+}
+
+/* Appends supplied bytes to the output. Returns 0, -ENOSPC or -ENOMEM. */
+static int supply(struct stream *s, const uint8_t *bytes, size_t len)
+{
+	struct stream_seg *g;
+	int r;
+
+	if (!len)
+		return 0;
+	r = window_add_extra(&s->win, len, 2 * s->win.limit);
+	if (r < 0)
+		return -ENOSPC;
+	g = owned_tail(s, len);
+	if (!g) {
+		window_drop_extra(&s->win, len);
+		return -ENOMEM;
+	}
+	memcpy(g->data + g->len, bytes, len);
+	g->len += len;
+	return 0;
+}
+
+/* Releases what was written: leading runs with their skips, and buffers. */
+static void consume_written(struct stream *s)
 {
 	struct stream_seg *g;
 
-	while ((g = s->head) && g->kind == SEG_SKIP) {
-		window_give(&s->win, g->len);
-		s->head = g->next;
-		if (!s->head)
-			s->tail = NULL;
-		s->nsegs--;
-		free(g);
+	while ((g = s->head)) {
+		if (g->kind == SEG_RING && !g->len)
+			window_give(&s->win, g->skip);
+		else if (!(g->kind == SEG_OWNED && g->done == g->len))
+			break;
+		pop_seg(s);
 	}
 }
 
@@ -137,69 +251,20 @@ void stream_commit_read(struct stream *s, size_t n)
 {
 	if (window_take(&s->win, n) < 0)
 		abort(); /* the caller read more than stream_read_iov() allowed */
-	if (!s->auto_pass && !s->shut)
+	if (s->shut) {
+		drop_source(s, s->win.in - s->decided);
 		return;
-	/* Merging into the tail needs no allocation unless the kind changes;
-	 * if it fails the bytes stay undecided and are decided on the next read. */
-	if (push_source(s, s->shut ? SEG_SKIP : SEG_RING, s->win.in - s->decided) == 0)
-		s->decided = s->win.in;
-	consume_skips(s);
-}
-
-/*
- * Checks that the segments a verdict adds fit: n_new segments at most and
- * `extra` supplied bytes.
- */
-static int check_room(const struct stream *s, unsigned n_new, size_t extra)
-{
-	if (s->nsegs + n_new > STREAM_MAX_SEGS)
-		return -ENOSPC;
-	if (extra > 2 * s->win.limit || s->win.extra + extra > 2 * s->win.limit)
-		return -ENOSPC;
-	return 0;
-}
-
-static int decide_source(struct stream *s, enum seg_kind kind, uint64_t to)
-{
-	int r = push_source(s, kind, to - s->decided);
-
-	if (r < 0)
-		return r;
-	s->decided = to;
-	return 0;
-}
-
-static int verdict_replace(struct stream *s, uint64_t from, uint64_t to, const uint8_t *bytes,
-			   size_t len)
-{
-	struct stream_seg *g = NULL;
-	int r;
-
-	if (!off_before_eq(s->decided, from) || !off_before_eq(from, to) ||
-	    !off_before_eq(to, s->win.in))
-		return -ERANGE;
-	r = check_room(s, 3, len);
-	if (r < 0)
-		return r;
-	if (len) {
-		g = owned_new(bytes, len);
-		if (!g)
-			return -ENOMEM;
 	}
-	/* check_room() reserved the segments, so these cannot fail. */
-	decide_source(s, SEG_RING, from);
-	decide_source(s, SEG_SKIP, to);
-	if (g) {
-		window_add_extra(&s->win, len, 2 * s->win.limit);
-		push_seg(s, g);
-	}
-	consume_skips(s);
-	return 0;
+	/* If no memory is left to queue them, the bytes stay undecided and
+	 * are decided with the next read or write. */
+	if (s->auto_pass)
+		pass_source(s, s->win.in - s->decided);
 }
 
 int stream_verdict(struct stream *s, uint8_t op, uint64_t from, uint64_t to,
 		   const uint8_t *bytes, size_t len)
 {
+	uint64_t extra_before;
 	int r;
 
 	if (s->shut || s->auto_pass)
@@ -210,12 +275,11 @@ int stream_verdict(struct stream *s, uint8_t op, uint64_t from, uint64_t to,
 	case SLUICE_VERDICT_DROP:
 		if (!off_within(to, s->decided, s->win.in))
 			return -ERANGE;
-		r = check_room(s, 1, 0);
-		if (r < 0)
-			return r;
-		decide_source(s, op == SLUICE_VERDICT_PASS ? SEG_RING : SEG_SKIP, to);
-		consume_skips(s);
-		return 0;
+		if (op == SLUICE_VERDICT_DROP) {
+			drop_source(s, to - s->decided);
+			return 0;
+		}
+		return pass_source(s, to - s->decided);
 	case SLUICE_VERDICT_PEEK:
 		if (off_before(to, s->decided))
 			return -ERANGE;
@@ -223,21 +287,32 @@ int stream_verdict(struct stream *s, uint8_t op, uint64_t from, uint64_t to,
 			return -ENOSPC;
 		s->peek_to = to;
 		return 0;
-	case SLUICE_VERDICT_REPLACE:
-		return verdict_replace(s, from, to, bytes, len);
 	case SLUICE_VERDICT_INJECT:
-		return verdict_replace(s, s->decided, s->decided, bytes, len);
+		from = to = s->decided;
+		/* fall through */
+	case SLUICE_VERDICT_REPLACE:
+		if (!off_before_eq(s->decided, from) || !off_before_eq(from, to) ||
+		    !off_before_eq(to, s->win.in))
+			return -ERANGE;
+		/* Check the whole output first, so that a refusal changes nothing. */
+		extra_before = s->win.extra;
+		if (extra_before + (from - s->decided) + len > 2 * s->win.limit)
+			return -ENOSPC;
+		r = pass_source(s, from - s->decided);
+		if (r < 0)
+			return r;
+		r = supply(s, bytes, len);
+		if (r < 0)
+			return r; /* only -ENOMEM here; the gap stays passed */
+		drop_source(s, to - from);
+		return 0;
 	case SLUICE_VERDICT_PASS_REST:
 		stream_pass_all(s);
 		return 0;
 	case SLUICE_VERDICT_SHUTDOWN:
 		/* What is undecided now will never be sent: FIN follows the
 		 * decided bytes, and later source bytes are discarded. */
-		r = check_room(s, 1, 0);
-		if (r < 0)
-			return r;
-		decide_source(s, SEG_SKIP, s->win.in);
-		consume_skips(s);
+		drop_source(s, s->win.in - s->decided);
 		s->shut = true;
 		return 0;
 	}
@@ -247,11 +322,8 @@ int stream_verdict(struct stream *s, uint8_t op, uint64_t from, uint64_t to,
 void stream_pass_all(struct stream *s)
 {
 	s->auto_pass = true;
-	if (s->shut)
-		return;
-	/* On allocation failure the bytes are decided on the next read. */
-	if (push_source(s, SEG_RING, s->win.in - s->decided) == 0)
-		s->decided = s->win.in;
+	if (!s->shut)
+		pass_source(s, s->win.in - s->decided);
 }
 
 int stream_out_iov(struct stream *s, struct iovec *iov, int max)
@@ -260,13 +332,16 @@ int stream_out_iov(struct stream *s, struct iovec *iov, int max)
 	struct stream_seg *g;
 	int n = 0;
 
-	consume_skips(s);
-	for (g = s->head; g && n < max && g->kind != SEG_SKIP; g = g->next) {
+	/* Bytes undecided for want of memory earlier get another chance. */
+	if (s->auto_pass && !s->shut && s->decided != s->win.in)
+		pass_source(s, s->win.in - s->decided);
+	for (g = s->head; g && n < max; g = g->next) {
 		if (g->kind == SEG_OWNED) {
-			iov[n++] = (struct iovec){ g->data + g->done, g->len - g->done };
+			if (g->len > g->done)
+				iov[n++] = (struct iovec){ g->data + g->done, g->len - g->done };
 			continue;
 		}
-		/* Ring bytes may wrap: up to two iovecs. */
+		/* A run in the ring may wrap: up to two iovecs. */
 		size_t pos = ring_pos(s, cursor), left = g->len;
 
 		while (left && n < max) {
@@ -278,7 +353,7 @@ int stream_out_iov(struct stream *s, struct iovec *iov, int max)
 			left -= chunk;
 			pos = 0;
 		}
-		cursor += g->len;
+		cursor += g->len + g->skip;
 	}
 	return n;
 }
@@ -288,7 +363,7 @@ void stream_commit_write(struct stream *s, size_t n)
 	struct stream_seg *g;
 
 	s->written += n;
-	while (n && (g = s->head)) {
+	for (g = s->head; n && g; g = g->next) {
 		size_t left = g->kind == SEG_OWNED ? g->len - g->done : g->len;
 		size_t k = n < left ? n : left;
 
@@ -302,25 +377,23 @@ void stream_commit_write(struct stream *s, size_t n)
 		n -= k;
 		if (k < left)
 			break;
-		s->head = g->next;
-		if (!s->head)
-			s->tail = NULL;
-		s->nsegs--;
-		free(g);
-		consume_skips(s);
 	}
 	if (n)
 		abort(); /* more written than stream_out_iov() offered */
+	consume_written(s);
 }
 
 bool stream_out_pending(const struct stream *s)
 {
-	return s->head != NULL;
+	for (const struct stream_seg *g = s->head; g; g = g->next)
+		if (g->kind == SEG_RING ? g->len != 0 : g->len != g->done)
+			return true;
+	return false;
 }
 
 bool stream_fin_due(const struct stream *s)
 {
-	if (s->fin_sent || s->head)
+	if (s->fin_sent || stream_out_pending(s))
 		return false;
 	if (s->shut)
 		return true;

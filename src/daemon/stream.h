@@ -8,14 +8,21 @@
  * Offsets: `window.in` is the source offset read so far (everything read is
  * offered to the filter), `decided` the source offset up to which the
  * filter has answered, `window.out` the source offset released from the
- * ring. Output is a queue of segments in sink order: source bytes passed
- * unchanged (still in the ring), source bytes to skip (replaced or dropped),
- * and bytes the filter supplied.
+ * ring. Output is a queue of segments in sink order: runs of source bytes
+ * passed unchanged (still in the ring, written from there without a copy)
+ * and buffers of bytes the filter supplied. Source bytes that were replaced
+ * or dropped are released from the ring in source order, right after the
+ * passed run before them is written.
+ *
+ * Small passed runs next to supplied bytes are copied into the supplied
+ * buffer instead of getting a segment of their own, so a filter that
+ * rewrites many small matches makes a few large buffers, not thousands of
+ * segments: the queue never holds more than about 2 x 256 + 1 segments.
  *
  * Memory: the ring holds at most `window` source bytes, and reading stops
- * while ring bytes plus filter-supplied bytes reach `window`. Filter output
- * beyond 2 x window, or more than STREAM_MAX_SEGS pending segments, is
- * refused with -ENOSPC: the daemon fails the flow rather than grow.
+ * while ring bytes plus supplied (or copied) bytes reach `window`. Filter
+ * output beyond 2 x window is refused with -ENOSPC: the daemon fails the
+ * flow rather than grow.
  */
 #ifndef SLUICE_STREAM_H
 #define SLUICE_STREAM_H
@@ -27,8 +34,6 @@
 
 #include "window.h"
 
-#define STREAM_MAX_SEGS 1024
-
 struct stream_seg;
 
 struct stream {
@@ -38,6 +43,7 @@ struct stream {
 	uint64_t peek_to;
 	uint64_t written; /* bytes written to the sink (output offsets) */
 	struct stream_seg *head, *tail;
+	struct stream_seg *last_ring; /* the last passed run in the queue */
 	unsigned nsegs;
 	bool auto_pass; /* no filter, or pass_rest: decide on read */
 	bool src_eof;   /* the source sent FIN */
