@@ -1,0 +1,881 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libsluice: the filter's end of the filter channel.
+ *
+ * A client owns the socket, an input buffer that frames are decoded from in
+ * place, an output buffer of encoded verdicts, and a table of the flows the
+ * daemon has opened. Everything happens on the caller's thread, inside
+ * sluice_client_dispatch() or the verdict functions; there is no global
+ * state.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sluice/sluice.h"
+#include "frame.h"
+#include "window.h"
+
+#define SLUICE_EXPORT __attribute__((visibility("default")))
+
+/* The largest frame this client accepts, announced in its HELLO. */
+#define CLIENT_MAX_FRAME SLUICE_FRAME_DEFAULT_MAX
+/* How long sluice_client_connect() waits for the daemon, in milliseconds. */
+#define CONNECT_TIMEOUT_MS 5000
+/* Socket buffers big enough that a window of DATA rarely waits on them. */
+#define SOCKET_BUFFER (4 * 1024 * 1024)
+/*
+ * Verdicts pending beyond this are flushed blocking. Waiting cannot deadlock:
+ * the daemon reads verdicts even while it has stopped sending us data.
+ */
+#define OUT_HIGH  (4 * 1024 * 1024)
+#define FLOWS_MIN 64
+
+struct flow_dir {
+	uint64_t next;	/* offset the next DATA must start at */
+	bool eof;	/* the daemon reported the source's FIN */
+	bool shutdown;	/* a shutdown verdict is queued or sent */
+	bool pass_rest; /* the filter asked not to see this direction again */
+};
+
+struct flow {
+	uint64_t id;
+	void *user;
+	struct flow_dir dir[2];
+	bool used;
+	bool closing; /* on_close is running: the flow takes no more verdicts */
+	bool reset;   /* the filter reset it: nothing more is offered or defaulted */
+};
+
+/* Open addressing with linear probing; at most half full. */
+struct flow_table {
+	struct flow *slots;
+	size_t mask; /* slot count - 1, the count being a power of two */
+	size_t count;
+};
+
+struct sluice_client {
+	int fd;
+	int dead; /* the fatal error that ended the channel, 0 while it is usable */
+	bool dispatching;
+	struct sluice_callbacks cb;
+	void *user;
+	uint32_t max_frame; /* the largest frame the daemon accepts */
+	uint32_t window;    /* the daemon's per-direction window */
+
+	uint8_t *in;
+	size_t in_cap, in_pos, in_len; /* [in_pos, in_len) is not yet decoded */
+	uint8_t *out;
+	size_t out_cap, out_pos, out_len; /* [out_pos, out_len) is not yet sent */
+
+	struct flow_table flows;
+};
+
+/* The flow table. Pointers into it stay valid until the next insert or remove. */
+
+static size_t flow_hash(uint64_t id)
+{
+	/* splitmix64's finaliser: ids are a slot and a generation, far from random. */
+	id ^= id >> 30;
+	id *= 0xbf58476d1ce4e5b9ULL;
+	id ^= id >> 27;
+	id *= 0x94d049bb133111ebULL;
+	id ^= id >> 31;
+	return (size_t)id;
+}
+
+static int flow_table_init(struct flow_table *t, size_t slots)
+{
+	t->slots = calloc(slots, sizeof(*t->slots));
+	if (!t->slots)
+		return -ENOMEM;
+	t->mask = slots - 1;
+	t->count = 0;
+	return 0;
+}
+
+static struct flow *flow_find(const struct flow_table *t, uint64_t id)
+{
+	size_t i;
+
+	for (i = flow_hash(id) & t->mask; t->slots[i].used; i = (i + 1) & t->mask)
+		if (t->slots[i].id == id)
+			return &t->slots[i];
+	return NULL;
+}
+
+static struct flow *flow_slot(struct flow_table *t, uint64_t id)
+{
+	size_t i;
+
+	for (i = flow_hash(id) & t->mask; t->slots[i].used; i = (i + 1) & t->mask)
+		;
+	return &t->slots[i];
+}
+
+static int flow_grow(struct flow_table *t)
+{
+	struct flow_table bigger;
+	size_t i;
+	int r;
+
+	r = flow_table_init(&bigger, (t->mask + 1) * 2);
+	if (r < 0)
+		return r;
+	for (i = 0; i <= t->mask; i++)
+		if (t->slots[i].used)
+			*flow_slot(&bigger, t->slots[i].id) = t->slots[i];
+	bigger.count = t->count;
+	free(t->slots);
+	*t = bigger;
+	return 0;
+}
+
+/* The caller has checked that id is not in the table. */
+static struct flow *flow_insert(struct flow_table *t, uint64_t id)
+{
+	struct flow *f;
+
+	if ((t->count + 1) * 2 > t->mask + 1 && flow_grow(t) < 0)
+		return NULL;
+	f = flow_slot(t, id);
+	memset(f, 0, sizeof(*f));
+	f->used = true;
+	f->id = id;
+	t->count++;
+	return f;
+}
+
+/*
+ * Backward-shift deletion (Knuth's algorithm R): entries after the hole that
+ * would no longer be reachable from their home slot move into it, so lookups
+ * never need tombstones.
+ */
+static void flow_remove(struct flow_table *t, struct flow *f)
+{
+	size_t i = (size_t)(f - t->slots), j = i, home;
+
+	for (;;) {
+		j = (j + 1) & t->mask;
+		if (!t->slots[j].used)
+			break;
+		home = flow_hash(t->slots[j].id) & t->mask;
+		if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
+			continue;
+		t->slots[i] = t->slots[j];
+		i = j;
+	}
+	t->slots[i].used = false;
+	t->count--;
+}
+
+/* Channel I/O. */
+
+/*
+ * Marks the channel unusable: every later call returns err. The socket is
+ * shut down so that the daemon, too, sees the end at once.
+ */
+static int fail(struct sluice_client *c, int err)
+{
+	if (!c->dead) {
+		c->dead = err;
+		shutdown(c->fd, SHUT_RDWR);
+	}
+	return err;
+}
+
+static int errno_to_channel(int e)
+{
+	return e == EPIPE || e == ECONNRESET ? -ECONNRESET : -e;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Waits for events on fd until deadline (now_ms() time, or -1 for none).
+ * Returns 0 when fd is ready, -ETIMEDOUT at the deadline. Signals do not end
+ * the wait: only sluice_client_run() reports -EINTR.
+ */
+static int wait_fd(int fd, short events, int64_t deadline)
+{
+	struct pollfd p = {.fd = fd, .events = events};
+	int64_t left;
+	int r;
+
+	for (;;) {
+		left = deadline < 0 ? -1 : deadline - now_ms();
+		if (deadline >= 0 && left <= 0)
+			return -ETIMEDOUT;
+		r = poll(&p, 1, (int)left);
+		if (r > 0)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+static int out_flush(struct sluice_client *c, bool block)
+{
+	ssize_t n;
+	int r;
+
+	while (!c->dead && c->out_pos < c->out_len) {
+		n = send(c->fd, c->out + c->out_pos, c->out_len - c->out_pos,
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n >= 0) {
+			c->out_pos += (size_t)n;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return fail(c, errno_to_channel(errno));
+		if (!block)
+			return 0;
+		r = wait_fd(c->fd, POLLOUT, -1);
+		if (r < 0)
+			return fail(c, r);
+	}
+	if (c->dead)
+		return c->dead;
+	c->out_pos = c->out_len = 0;
+	return 0;
+}
+
+/* Queues one VERDICT frame; len is at most sluice_client_max_payload(). */
+static int out_verdict(struct sluice_client *c, uint64_t flow, uint8_t dir, uint8_t op,
+		       uint64_t from, uint64_t to, const void *bytes, size_t len)
+{
+	size_t size = FRAME_VERDICT_PREFIX + len;
+	int r;
+
+	if (c->out_len - c->out_pos >= OUT_HIGH) {
+		r = out_flush(c, true);
+		if (r < 0)
+			return r;
+	}
+	/* Under OUT_HIGH pending, one frame always fits once the buffer is compacted. */
+	if (c->out_len + size > c->out_cap) {
+		memmove(c->out, c->out + c->out_pos, c->out_len - c->out_pos);
+		c->out_len -= c->out_pos;
+		c->out_pos = 0;
+	}
+	frame_put_verdict_prefix(c->out + c->out_len, flow, dir, op, from, to, len);
+	if (len)
+		memcpy(c->out + c->out_len + FRAME_VERDICT_PREFIX, bytes, len);
+	c->out_len += size;
+	return 0;
+}
+
+/* Inject goes in at the decision point, so consecutive pieces stay in order. */
+static int out_inject(struct sluice_client *c, uint64_t flow, uint8_t dir, const uint8_t *bytes,
+		      size_t len)
+{
+	size_t max = sluice_client_max_payload(c), n;
+	int r;
+
+	while (len) {
+		n = len < max ? len : max;
+		r = out_verdict(c, flow, dir, SLUICE_VERDICT_INJECT, 0, 0, bytes, n);
+		if (r < 0)
+			return r;
+		bytes += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* Frames from the daemon. Each handler returns 0, a callback's error, or fail(). */
+
+static void put_sockaddr(struct sockaddr_storage *ss, uint8_t family, const uint8_t addr[16],
+			 uint16_t port)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (family == 4) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		memcpy(&sin->sin_addr, addr, 4);
+	} else {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(port);
+		memcpy(&sin6->sin6_addr, addr, 16);
+	}
+}
+
+static int handle_open(struct sluice_client *c, const struct frame *f)
+{
+	const struct frame_open *o = &f->open;
+	struct sluice_flow_info info;
+
+	if (flow_find(&c->flows, o->flow))
+		return fail(c, -EPROTO);
+	if (!flow_insert(&c->flows, o->flow))
+		return fail(c, -ENOMEM);
+	if (!c->cb.on_open)
+		return 0;
+
+	memset(&info, 0, sizeof(info));
+	info.id = o->flow;
+	put_sockaddr(&info.src, o->family, o->src, o->src_port);
+	put_sockaddr(&info.dst, o->family, o->dst, o->dst_port);
+	info.has_uid = !!(f->flags & SLUICE_OPEN_F_UID);
+	info.uid = info.has_uid ? o->uid : 0;
+	info.has_pid = !!(f->flags & SLUICE_OPEN_F_PID);
+	if (info.has_pid) {
+		info.pid = o->pid;
+		memcpy(info.comm, o->comm, o->comm_len);
+	}
+	info.window = o->window ? o->window : c->window;
+	return c->cb.on_open(c, &info, c->user);
+}
+
+/*
+ * The daemon offers each direction's bytes exactly once and in order, so
+ * anything but the next expected offset is a daemon bug that would make the
+ * filter decide the wrong bytes.
+ */
+static int handle_data(struct sluice_client *c, const struct frame *f)
+{
+	const struct frame_data *d = &f->data;
+	struct flow *fl = flow_find(&c->flows, d->flow);
+	struct flow_dir *s;
+
+	if (!fl)
+		return fail(c, -EPROTO);
+	s = &fl->dir[d->dir];
+	if (s->eof || d->offset != s->next)
+		return fail(c, -EPROTO);
+	s->next += d->len;
+
+	/*
+	 * Chunks that were in flight when the filter gave up the direction or
+	 * reset the flow are the daemon's to handle now; nobody wants them.
+	 */
+	if (s->pass_rest || fl->reset)
+		return 0;
+	if (c->cb.on_data)
+		return c->cb.on_data(c, d->flow, d->dir, d->offset, d->bytes, d->len, c->user);
+	return out_verdict(c, d->flow, d->dir, SLUICE_VERDICT_PASS, 0, d->offset + d->len, NULL, 0);
+}
+
+static int handle_eof(struct sluice_client *c, const struct frame *f)
+{
+	const struct frame_data *d = &f->data;
+	struct flow *fl = flow_find(&c->flows, d->flow);
+	struct flow_dir *s;
+	int r = 0;
+
+	if (!fl)
+		return fail(c, -EPROTO);
+	s = &fl->dir[d->dir];
+	/* After pass_rest the daemon moves bytes we never see, so the FIN may lie beyond them. */
+	if (s->eof || off_before(d->offset, s->next) || (!s->pass_rest && d->offset != s->next))
+		return fail(c, -EPROTO);
+	s->eof = true;
+	s->next = d->offset;
+
+	if (c->cb.on_eof)
+		r = c->cb.on_eof(c, d->flow, d->dir, d->offset, c->user);
+	if (r)
+		return r < 0 ? r : 0;
+	/* fl is still valid: callbacks cannot add or remove flows. */
+	if (s->shutdown || fl->reset)
+		return 0;
+	s->shutdown = true;
+	return out_verdict(c, d->flow, d->dir, SLUICE_VERDICT_SHUTDOWN, 0, 0, NULL, 0);
+}
+
+static int handle_close(struct sluice_client *c, const struct frame *f)
+{
+	struct flow *fl = flow_find(&c->flows, f->close.flow);
+
+	if (!fl)
+		return fail(c, -EPROTO);
+	fl->closing = true;
+	if (c->cb.on_close)
+		c->cb.on_close(c, f->close.flow, f->close.reason, c->user);
+	flow_remove(&c->flows, fl);
+	return 0;
+}
+
+static int handle_error(struct sluice_client *c, const struct frame *f)
+{
+	char text[SLUICE_ERROR_TEXT_MAX + 1];
+
+	if (!c->cb.on_error)
+		return 0;
+	memcpy(text, f->error.text, f->error.text_len);
+	text[f->error.text_len] = '\0';
+	c->cb.on_error(c, f->error.flow, f->error.code, text, c->user);
+	return 0;
+}
+
+typedef int (*handler_fn)(struct sluice_client *c, const struct frame *f);
+
+/* What the daemon may send once HELLO is done; anything else is a violation. */
+static const handler_fn handlers[SLUICE_FRAME_TYPE_MAX + 1] = {
+	[SLUICE_FRAME_OPEN] = handle_open,   [SLUICE_FRAME_DATA] = handle_data,
+	[SLUICE_FRAME_EOF] = handle_eof,     [SLUICE_FRAME_CLOSE] = handle_close,
+	[SLUICE_FRAME_ERROR] = handle_error,
+};
+
+/*
+ * Runs the handlers of every complete frame in the input buffer. A frame is
+ * consumed before its callback runs, so that after a callback's error the
+ * next dispatch goes on with the frame after it.
+ */
+static int process_input(struct sluice_client *c)
+{
+	struct frame f;
+	size_t size;
+	int r;
+
+	while (c->in_pos < c->in_len) {
+		r = frame_decode(c->in + c->in_pos, c->in_len - c->in_pos, CLIENT_MAX_FRAME, &f,
+				 &size, NULL);
+		if (r == 0)
+			break;
+		if (r < 0)
+			return fail(c, -EPROTO);
+		c->in_pos += size;
+		if (!handlers[f.type])
+			return fail(c, -EPROTO);
+		r = handlers[f.type](c, &f);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/*
+ * One non-blocking read. Returns 1 when bytes arrived, 0 when none were
+ * there. What is left in the buffer is less than one frame, and the buffer
+ * holds two, so there is always room for the rest of it.
+ */
+static int read_input(struct sluice_client *c)
+{
+	ssize_t n;
+
+	if (c->in_pos == c->in_len) {
+		c->in_pos = c->in_len = 0;
+	} else if (c->in_cap - c->in_len < CLIENT_MAX_FRAME) {
+		memmove(c->in, c->in + c->in_pos, c->in_len - c->in_pos);
+		c->in_len -= c->in_pos;
+		c->in_pos = 0;
+	}
+	n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
+	if (n > 0) {
+		c->in_len += (size_t)n;
+		return 1;
+	}
+	if (n == 0)
+		return fail(c, -ECONNRESET);
+	if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+		return 0;
+	return fail(c, errno_to_channel(errno));
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/*
+ * Sends our HELLO and waits for the daemon's. Reads exactly one frame, so
+ * whatever the daemon sends after its HELLO stays in the socket and makes it
+ * readable for the caller's first poll.
+ */
+static int handshake(struct sluice_client *c, const char *name, uint32_t features)
+{
+	uint8_t hello[SLUICE_FRAME_HEADER_SIZE + FRAME_HELLO_BODY + SLUICE_NAME_MAX];
+	int64_t deadline = now_ms() + CONNECT_TIMEOUT_MS;
+	struct frame f = {
+		.type = SLUICE_FRAME_HELLO,
+		.hello.version = SLUICE_PROTOCOL_VERSION,
+		.hello.max_frame = CLIENT_MAX_FRAME,
+		.hello.features = features,
+		.hello.name = (const uint8_t *)name,
+		.hello.name_len = strlen(name),
+	};
+	size_t sent = 0, need, size;
+	ssize_t len, n;
+	int r;
+
+	len = frame_encode(hello, sizeof(hello), &f);
+	if (len < 0)
+		return (int)len;
+	while (sent < (size_t)len) {
+		n = send(c->fd, hello + sent, (size_t)len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n >= 0) {
+			sent += (size_t)n;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return errno_to_channel(errno);
+		r = wait_fd(c->fd, POLLOUT, deadline);
+		if (r < 0)
+			return r;
+	}
+
+	for (;;) {
+		r = frame_decode(c->in, c->in_len, CLIENT_MAX_FRAME, &f, &size, NULL);
+		if (r < 0)
+			return -EPROTO;
+		if (r > 0)
+			break;
+		/* frame_decode() has checked the length against CLIENT_MAX_FRAME. */
+		need = c->in_len < SLUICE_FRAME_HEADER_SIZE ? SLUICE_FRAME_HEADER_SIZE
+							    : le32(c->in);
+		r = wait_fd(c->fd, POLLIN, deadline);
+		if (r < 0)
+			return r;
+		n = recv(c->fd, c->in + c->in_len, need - c->in_len, MSG_DONTWAIT);
+		if (n > 0)
+			c->in_len += (size_t)n;
+		else if (n == 0)
+			return -ECONNRESET;
+		else if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+			return errno_to_channel(errno);
+	}
+	c->in_len = 0;
+
+	if (f.type != SLUICE_FRAME_HELLO)
+		return -EPROTO;
+	if (f.hello.version != SLUICE_PROTOCOL_VERSION)
+		return -EPROTONOSUPPORT;
+	c->max_frame = f.hello.max_frame;
+	c->window = f.hello.window;
+	return 0;
+}
+
+/*
+ * Copies a caller's struct that begins with its own size: a program built
+ * against a shorter, older struct gets zeros for the new fields, and a
+ * longer, newer one is accepted as long as it sets nothing we do not know.
+ */
+static int copy_sized(void *dst, size_t dst_size, const void *src)
+{
+	const uint8_t *s = src;
+	size_t sz, i;
+
+	memset(dst, 0, dst_size);
+	if (!src)
+		return 0;
+	memcpy(&sz, src, sizeof(sz));
+	if (sz < sizeof(sz))
+		return -EINVAL;
+	for (i = dst_size; i < sz; i++)
+		if (s[i])
+			return -EINVAL;
+	memcpy(dst, src, sz < dst_size ? sz : dst_size);
+	return 0;
+}
+
+static int connect_socket(const char *path)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	/* Bounds connect() when the daemon's listen backlog is full. */
+	struct timeval tv = {.tv_sec = CONNECT_TIMEOUT_MS / 1000};
+	int fd, size = SOCKET_BUFFER;
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sun.sun_path, path);
+
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* Larger buffers mean fewer wakeups; the defaults are only slower, so failure is fine. */
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		int r = errno == EAGAIN ? -ETIMEDOUT : -errno;
+
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+SLUICE_EXPORT int sluice_client_connect(const struct sluice_client_opts *opts,
+					const struct sluice_callbacks *cb, void *user,
+					struct sluice_client **ret_client)
+{
+	struct sluice_client_opts o;
+	struct sluice_client *c;
+	const char *name;
+	int r;
+
+	r = copy_sized(&o, sizeof(o), opts);
+	if (r < 0)
+		return r;
+	name = o.name ? o.name : "filter";
+	if (strlen(name) > SLUICE_NAME_MAX)
+		return -EINVAL;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->fd = -1;
+	c->user = user;
+	r = copy_sized(&c->cb, sizeof(c->cb), cb);
+	if (r < 0)
+		goto fail;
+
+	r = -ENOMEM;
+	c->in_cap = 2 * (size_t)CLIENT_MAX_FRAME;
+	c->in = malloc(c->in_cap);
+	if (!c->in || flow_table_init(&c->flows, FLOWS_MIN) < 0)
+		goto fail;
+
+	r = connect_socket(o.path ? o.path : SLUICE_DEFAULT_SOCKET);
+	if (r < 0)
+		goto fail;
+	c->fd = r;
+	r = handshake(c, name, o.features);
+	if (r < 0)
+		goto fail;
+
+	r = -ENOMEM;
+	c->out_cap = OUT_HIGH + (size_t)c->max_frame;
+	c->out = malloc(c->out_cap);
+	if (!c->out)
+		goto fail;
+
+	*ret_client = c;
+	return 0;
+fail:
+	sluice_client_free(c);
+	return r;
+}
+
+SLUICE_EXPORT void sluice_client_free(struct sluice_client *c)
+{
+	if (!c)
+		return;
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c->in);
+	free(c->out);
+	free(c->flows.slots);
+	free(c);
+}
+
+SLUICE_EXPORT int sluice_client_fd(const struct sluice_client *c)
+{
+	return c->fd;
+}
+
+/*
+ * One read per call keeps a busy channel from starving the caller's other
+ * work and our own verdict writes.
+ */
+SLUICE_EXPORT int sluice_client_dispatch(struct sluice_client *c)
+{
+	int r, w;
+
+	if (c->dead)
+		return c->dead;
+	/* Flows are added and removed only here, which is what keeps callbacks' pointers valid. */
+	if (c->dispatching)
+		return -EBUSY;
+	c->dispatching = true;
+	r = process_input(c);
+	if (r >= 0) {
+		r = read_input(c);
+		if (r > 0)
+			r = process_input(c);
+	}
+	c->dispatching = false;
+
+	/* Even after a callback's error, send what the callbacks decided. */
+	w = out_flush(c, false);
+	return r < 0 ? r : w;
+}
+
+/*
+ * Returns a callback's error, -ECONNRESET when the daemon closed the channel,
+ * or -EINTR when a signal handler ran while waiting, so that a program can
+ * stop on SIGINT or SIGTERM.
+ */
+SLUICE_EXPORT int sluice_client_run(struct sluice_client *c)
+{
+	struct pollfd p = {.fd = c->fd};
+	int r;
+
+	for (;;) {
+		r = sluice_client_dispatch(c);
+		if (r < 0)
+			return r;
+		p.events = POLLIN | (c->out_pos < c->out_len ? POLLOUT : 0);
+		if (poll(&p, 1, -1) < 0)
+			return -errno;
+	}
+}
+
+SLUICE_EXPORT int sluice_client_flush(struct sluice_client *c)
+{
+	return out_flush(c, true);
+}
+
+/* The flow a verdict names, or NULL with *ret_err set. */
+static struct flow *verdict_flow(struct sluice_client *c, uint64_t flow, enum sluice_dir dir,
+				 int *ret_err)
+{
+	struct flow *fl;
+
+	if (c->dead) {
+		*ret_err = c->dead;
+		return NULL;
+	}
+	if (dir != SLUICE_DIR_OUT && dir != SLUICE_DIR_IN) {
+		*ret_err = -EINVAL;
+		return NULL;
+	}
+	fl = flow_find(&c->flows, flow);
+	if (!fl || fl->closing) {
+		*ret_err = -ENOENT;
+		return NULL;
+	}
+	return fl;
+}
+
+static int simple_verdict(struct sluice_client *c, uint64_t flow, enum sluice_dir dir, uint8_t op,
+			  uint64_t to)
+{
+	int r;
+
+	if (!verdict_flow(c, flow, dir, &r))
+		return r;
+	return out_verdict(c, flow, dir, op, 0, to, NULL, 0);
+}
+
+SLUICE_EXPORT int sluice_pass(struct sluice_client *c, uint64_t flow, enum sluice_dir dir,
+			      uint64_t to)
+{
+	return simple_verdict(c, flow, dir, SLUICE_VERDICT_PASS, to);
+}
+
+SLUICE_EXPORT int sluice_peek(struct sluice_client *c, uint64_t flow, enum sluice_dir dir,
+			      uint64_t to)
+{
+	return simple_verdict(c, flow, dir, SLUICE_VERDICT_PEEK, to);
+}
+
+SLUICE_EXPORT int sluice_drop(struct sluice_client *c, uint64_t flow, enum sluice_dir dir,
+			      uint64_t to)
+{
+	return simple_verdict(c, flow, dir, SLUICE_VERDICT_DROP, to);
+}
+
+/*
+ * A replacement larger than one frame becomes a replace with its first part
+ * followed by injects of the rest: after the replace the decision point is
+ * `to`, which is where the rest belongs.
+ */
+SLUICE_EXPORT int sluice_replace(struct sluice_client *c, uint64_t flow, enum sluice_dir dir,
+				 uint64_t from, uint64_t to, const void *bytes, size_t len)
+{
+	size_t max, first;
+	int r;
+
+	if (!verdict_flow(c, flow, dir, &r))
+		return r;
+	if (off_before(to, from) || (len && !bytes))
+		return -EINVAL;
+	max = sluice_client_max_payload(c);
+	first = len < max ? len : max;
+	r = out_verdict(c, flow, dir, SLUICE_VERDICT_REPLACE, from, to, bytes, first);
+	if (r < 0)
+		return r;
+	return out_inject(c, flow, dir, (const uint8_t *)bytes + first, len - first);
+}
+
+SLUICE_EXPORT int sluice_inject(struct sluice_client *c, uint64_t flow, enum sluice_dir dir,
+				const void *bytes, size_t len)
+{
+	int r;
+
+	if (!verdict_flow(c, flow, dir, &r))
+		return r;
+	if (len && !bytes)
+		return -EINVAL;
+	return out_inject(c, flow, dir, bytes, len);
+}
+
+SLUICE_EXPORT int sluice_pass_rest(struct sluice_client *c, uint64_t flow, enum sluice_dir dir)
+{
+	struct flow *fl;
+	int r;
+
+	fl = verdict_flow(c, flow, dir, &r);
+	if (!fl)
+		return r;
+	fl->dir[dir].pass_rest = true;
+	return out_verdict(c, flow, dir, SLUICE_VERDICT_PASS_REST, 0, 0, NULL, 0);
+}
+
+SLUICE_EXPORT int sluice_shutdown(struct sluice_client *c, uint64_t flow, enum sluice_dir dir)
+{
+	struct flow *fl;
+	int r;
+
+	fl = verdict_flow(c, flow, dir, &r);
+	if (!fl)
+		return r;
+	fl->dir[dir].shutdown = true;
+	return out_verdict(c, flow, dir, SLUICE_VERDICT_SHUTDOWN, 0, 0, NULL, 0);
+}
+
+SLUICE_EXPORT int sluice_reset(struct sluice_client *c, uint64_t flow)
+{
+	struct flow *fl;
+	int r;
+
+	fl = verdict_flow(c, flow, SLUICE_DIR_OUT, &r);
+	if (!fl)
+		return r;
+	fl->reset = true;
+	return out_verdict(c, flow, SLUICE_DIR_OUT, SLUICE_VERDICT_RESET, 0, 0, NULL, 0);
+}
+
+SLUICE_EXPORT int sluice_flow_set_user(struct sluice_client *c, uint64_t flow, void *ptr)
+{
+	struct flow *fl = flow_find(&c->flows, flow);
+
+	if (!fl)
+		return -ENOENT;
+	fl->user = ptr;
+	return 0;
+}
+
+SLUICE_EXPORT void *sluice_flow_user(const struct sluice_client *c, uint64_t flow)
+{
+	struct flow *fl = flow_find(&c->flows, flow);
+
+	return fl ? fl->user : NULL;
+}
+
+SLUICE_EXPORT size_t sluice_client_max_payload(const struct sluice_client *c)
+{
+	return c->max_frame - FRAME_VERDICT_PREFIX;
+}
