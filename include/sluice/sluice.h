@@ -102,7 +102,11 @@ int sluice_client_connect(const struct sluice_client_opts *opts, const struct sl
 /* Closes the connection and frees the client. Accepts NULL. */
 void sluice_client_free(struct sluice_client *c);
 
-/* The socket, for callers that run their own poll loop (wait for POLLIN). */
+/*
+ * The socket, for callers that run their own poll loop: wait for POLLIN, and
+ * call sluice_client_flush() before waiting if verdicts were given outside
+ * sluice_client_dispatch() (they are only buffered until then).
+ */
 int sluice_client_fd(const struct sluice_client *c);
 
 /*
@@ -112,7 +116,11 @@ int sluice_client_fd(const struct sluice_client *c);
  */
 int sluice_client_dispatch(struct sluice_client *c);
 
-/* Runs dispatch until the channel closes or a callback fails. */
+/*
+ * Runs dispatch until the channel closes (-ECONNRESET), a callback fails (its
+ * value), or a signal interrupts the wait (-EINTR, so that a handler can make
+ * the program stop).
+ */
 int sluice_client_run(struct sluice_client *c);
 
 /* Sends buffered verdicts, blocking until they are written. */

@@ -543,10 +543,11 @@ static void client_drop(struct client *c, const char *fmt, ...)
 		nflows++;
 	}
 	if (nflows)
-		log_warn("dropping filter client %s: %s; %u flows continue unfiltered (fail-open)",
-			 c->label, why, nflows);
+		log_warn("dropping filter client %u (%s): %s; %u flows continue unfiltered (fail-open)",
+			 c->id, c->ready ? c->name : "no HELLO", why, nflows);
 	else
-		log_warn("dropping filter client %s: %s", c->label, why);
+		log_warn("dropping filter client %u (%s): %s", c->id, c->ready ? c->name : "no HELLO",
+			 why);
 	c->dead_next = ch->dead;
 	ch->dead = c;
 }
