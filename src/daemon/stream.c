@@ -173,10 +173,11 @@ static void ring_copy(const struct stream *s, uint64_t off, uint8_t *dst, size_t
 }
 
 /*
- * Decides the next n source bytes as passed. Returns 0 or -ENOMEM (nothing
- * decided then).
+ * Decides the next n source bytes as passed; a short run may be copied if
+ * `copy_room` bytes of output limit are spare. Returns 0 or -ENOMEM
+ * (nothing decided then).
  */
-static int pass_source(struct stream *s, uint64_t n)
+static int pass_source_room(struct stream *s, uint64_t n, uint64_t copy_room)
 {
 	struct stream_seg *g = s->tail;
 
@@ -184,10 +185,16 @@ static int pass_source(struct stream *s, uint64_t n)
 		return 0;
 	if (g && g->kind == SEG_RING && !g->skip) {
 		g->len += n;
-	} else if (g && g->kind == SEG_OWNED && n < copy_threshold(s) &&
+	} else if (g && n < copy_threshold(s) && n <= copy_room &&
 		   window_add_extra(&s->win, n, 2 * s->win.limit) == 0) {
-		/* A short run between supplied bytes: copy it beside them. */
-		if (!owned_tail(s, n)) {
+		/*
+		 * A short run after supplied bytes, or after a run whose
+		 * successors were dropped, cannot extend a run in the ring:
+		 * copy it into a buffer instead, so that alternating small
+		 * decisions make one buffer rather than a segment each.
+		 */
+		g = owned_tail(s, n);
+		if (!g) {
 			window_drop_extra(&s->win, n);
 			return -ENOMEM;
 		}
@@ -204,6 +211,11 @@ static int pass_source(struct stream *s, uint64_t n)
 	}
 	s->decided += n;
 	return 0;
+}
+
+static int pass_source(struct stream *s, uint64_t n)
+{
+	return pass_source_room(s, n, UINT64_MAX);
 }
 
 static void drop_source(struct stream *s, uint64_t n)
@@ -264,7 +276,6 @@ void stream_commit_read(struct stream *s, size_t n)
 int stream_verdict(struct stream *s, uint8_t op, uint64_t from, uint64_t to,
 		   const uint8_t *bytes, size_t len)
 {
-	uint64_t extra_before;
 	int r;
 
 	if (s->shut || s->auto_pass)
@@ -294,11 +305,12 @@ int stream_verdict(struct stream *s, uint8_t op, uint64_t from, uint64_t to,
 		if (!off_before_eq(s->decided, from) || !off_before_eq(from, to) ||
 		    !off_before_eq(to, s->win.in))
 			return -ERANGE;
-		/* Check the whole output first, so that a refusal changes nothing. */
-		extra_before = s->win.extra;
-		if (extra_before + (from - s->decided) + len > 2 * s->win.limit)
+		/* Check the supplied bytes first, so that a refusal changes
+		 * nothing. (The gap before `from` is only copied if there is
+		 * room; otherwise it stays in the ring.) */
+		if (s->win.extra + len > 2 * s->win.limit)
 			return -ENOSPC;
-		r = pass_source(s, from - s->decided);
+		r = pass_source_room(s, from - s->decided, 2 * s->win.limit - s->win.extra - len);
 		if (r < 0)
 			return r;
 		r = supply(s, bytes, len);

@@ -14,10 +14,11 @@
  * or dropped are released from the ring in source order, right after the
  * passed run before them is written.
  *
- * Small passed runs next to supplied bytes are copied into the supplied
- * buffer instead of getting a segment of their own, so a filter that
- * rewrites many small matches makes a few large buffers, not thousands of
- * segments: the queue never holds more than about 2 x 256 + 1 segments.
+ * Small passed runs that cannot extend the run before them (it is followed
+ * by supplied or dropped bytes) are copied into a buffer instead of getting
+ * a segment of their own, so a filter that rewrites or removes many small
+ * matches makes a few large buffers, not thousands of segments: the queue
+ * holds about 2 x 256 + 1 segments at most while copies fit in the limit.
  *
  * Memory: the ring holds at most `window` source bytes, and reading stops
  * while ring bytes plus supplied (or copied) bytes reach `window`. Filter
@@ -78,8 +79,8 @@ static inline uint64_t stream_undecided(const struct stream *s)
  *   -ENOSPC  a peek beyond the window, or output beyond the limits above;
  *   -EPIPE   the direction was already shut down or passed on;
  *   -EINVAL  an operation that is not a stream verdict;
- *   -ENOMEM.
- * Nothing changes on failure. RESET is not handled here (it is per flow).
+ *   -ENOMEM  (the flow cannot go on; part of a replace may have been applied).
+ * Except for -ENOMEM, nothing changes on failure. RESET is not handled here (it is per flow).
  */
 int stream_verdict(struct stream *s, uint8_t op, uint64_t from, uint64_t to,
 		   const uint8_t *bytes, size_t len);
