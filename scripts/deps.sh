@@ -6,9 +6,9 @@ set -eu
 
 PACKAGES="
 	meson ninja-build pkg-config gcc clang
-	libcmocka-dev libnftables-dev
+	libcmocka-dev libnftables-dev libmnl-dev
 	curl nginx-light socat haproxy iperf3 openssl
-	python3 iproute2 procps psmisc
+	python3 iproute2 procps psmisc nftables vsftpd util-linux
 "
 
 missing=""
