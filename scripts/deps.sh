@@ -27,6 +27,17 @@ fi
 
 echo "deps: installing:$missing" >&2
 export DEBIAN_FRONTEND=noninteractive
+# The servers (nginx, vsftpd, haproxy) are test peers that the tests start
+# themselves, in their own namespaces; keep the packages from starting
+# system-wide instances on install.
+policy=/usr/sbin/policy-rc.d
+made_policy=
+if [ ! -e "$policy" ]; then
+	printf '#!/bin/sh\nexit 101\n' >"$policy"
+	chmod +x "$policy"
+	made_policy=1
+fi
+trap '[ -n "$made_policy" ] && rm -f "$policy"' EXIT
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
