@@ -21,5 +21,7 @@ struct backend {
 };
 
 extern const struct backend backend_listen;
+extern const struct backend backend_intercept;
+extern const struct backend backend_gateway;
 
 #endif

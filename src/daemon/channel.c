@@ -176,6 +176,16 @@ void channel_attach(struct client *c, struct flow *f)
 	addr_to_wire(&f->app_addr, &fr.open.family, &fr.open.src_port, fr.open.src);
 	addr_to_wire(&f->dst_addr, &fr.open.family, &fr.open.dst_port, fr.open.dst);
 	fr.open.window = c->ch->d->cfg.window;
+	if (f->ident.has_uid) {
+		fr.flags |= SLUICE_OPEN_F_UID;
+		fr.open.uid = f->ident.uid;
+	}
+	if (f->ident.has_pid) {
+		fr.flags |= SLUICE_OPEN_F_PID;
+		fr.open.pid = f->ident.pid;
+		fr.open.comm = (const uint8_t *)f->ident.comm;
+		fr.open.comm_len = strnlen(f->ident.comm, SLUICE_COMM_MAX);
+	}
 	send_frame(c, &fr);
 }
 
@@ -524,6 +534,10 @@ static void client_drop(struct client *c, const char *fmt, ...)
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	c->dead = true;
+	/* Best effort, so that an ERROR frame explaining the drop gets there. */
+	if (out_pending(&c->out))
+		(void)!send(c->io.fd, c->out.data + c->out.off, out_pending(&c->out),
+			    MSG_NOSIGNAL | MSG_DONTWAIT);
 	io_remove(ch->d->loop, &c->io);
 	close(c->io.fd);
 

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -7,22 +8,39 @@
 #include <string.h>
 
 #include "addr.h"
-#include "daemon.h"
+#include "config.h"
 #include "log.h"
 
 static const char usage[] =
 	"Usage: sluiced --listen ADDR:PORT --upstream ADDR:PORT [options]\n"
+	"       sluiced --intercept PORTS [selection] [options]\n"
+	"       sluiced --gateway PORTS [selection] [options]\n"
 	"\n"
 	"Relays TCP connections through a filter process connected to the filter socket.\n"
 	"\n"
-	"  --listen ADDR:PORT      accept connections here (IPv6 as [::1]:9000)\n"
-	"  --upstream ADDR:PORT    connect each one to this address\n"
+	"Modes:\n"
+	"  --listen ADDR:PORT      accept connections here (IPv6 as [::1]:9000) ...\n"
+	"  --upstream ADDR:PORT    ... and connect each one to this address\n"
+	"  --intercept PORTS       filter connections this host makes to PORTS\n"
+	"                          (\"80,443,8000-8100\" or \"all\"), redirected by nftables\n"
+	"  --gateway PORTS         filter connections forwarded through this host (TPROXY)\n"
+	"\n"
+	"Selection (intercept and gateway):\n"
+	"  --intercept-loopback    also loopback destinations (skipped by default)\n"
+	"  --uid UID               only connections of this uid (repeatable)\n"
+	"  --exclude-uid UID       never connections of this uid (repeatable)\n"
+	"  --cgroup PATH           only sockets of this cgroup v2 directory\n"
+	"  --dest CIDR             only these destinations (repeatable)\n"
+	"  --exclude-dest CIDR     never these destinations (repeatable)\n"
+	"\n"
+	"Options:\n"
+	"  --port PORT             local port redirected connections arrive on (default: any)\n"
 	"  --filter-socket PATH    Unix socket filters connect to\n"
 	"                          (default " DEFAULT_FILTER_SOCKET ")\n"
-	"  --window BYTES          bytes held per flow and direction (default 262144;\n"
-	"                          K and M suffixes; 4K to 64M)\n"
+	"  --window BYTES          bytes held per flow and direction (default 256K; 4K to 64M)\n"
 	"  --max-flows N           most flows at once (default 65536)\n"
 	"  --mark MARK             SO_MARK on sockets sluiced opens (default 0x5c1ce)\n"
+	"  --drain-seconds N       on SIGTERM, let open flows finish this long (default 5)\n"
 	"  --log-level LEVEL       error, warning, info (default) or debug\n"
 	"  --help, --version\n";
 
@@ -38,29 +56,122 @@ static int fail(char *msg, size_t len, const char *fmt, ...)
 	return -EINVAL;
 }
 
-/* Parses an unsigned number with an optional K, M or G suffix (powers of 1024). */
-static int parse_size(const char *s, uint64_t max, uint64_t *ret)
+/* An unsigned decimal (or 0x hex) number up to max, nothing else. */
+static int parse_uint(const char *s, uint64_t max, uint64_t *ret)
 {
 	char *end;
 	unsigned long long v;
-	uint64_t mult = 1;
 
 	if (*s < '0' || *s > '9')
 		return -EINVAL;
 	errno = 0;
 	v = strtoull(s, &end, 0);
-	if (errno)
+	if (errno || *end || v > max)
 		return -EINVAL;
-	if (*end == 'K' || *end == 'k')
-		mult = 1024, end++;
-	else if (*end == 'M' || *end == 'm')
-		mult = 1024 * 1024, end++;
-	else if (*end == 'G' || *end == 'g')
-		mult = 1024 * 1024 * 1024, end++;
-	if (*end || v > max / mult)
+	*ret = v;
+	return 0;
+}
+
+/* A number with an optional K, M or G suffix (powers of 1024). */
+static int parse_size(const char *s, uint64_t max, uint64_t *ret)
+{
+	char buf[32];
+	size_t n = strlen(s);
+	uint64_t mult = 1, v;
+
+	if (n == 0 || n >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, s, n + 1);
+	switch (buf[n - 1]) {
+	case 'K': case 'k': mult = 1ull << 10; break;
+	case 'M': case 'm': mult = 1ull << 20; break;
+	case 'G': case 'g': mult = 1ull << 30; break;
+	}
+	if (mult > 1)
+		buf[n - 1] = '\0';
+	if (parse_uint(buf, UINT64_MAX, &v) < 0 || v > max / mult)
 		return -EINVAL;
 	*ret = v * mult;
 	return 0;
+}
+
+int parse_ports(const char *s, struct selection *sel)
+{
+	char buf[1024], *save = NULL, *tok;
+
+	if (!strcmp(s, "all")) {
+		sel->all_ports = true;
+		return 0;
+	}
+	if (strlen(s) >= sizeof(buf) || !*s)
+		return -EINVAL;
+	strcpy(buf, s);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *dash = strchr(tok, '-');
+		uint64_t lo, hi;
+
+		if (dash)
+			*dash = '\0';
+		if (parse_uint(tok, 65535, &lo) < 0 || lo == 0)
+			return -EINVAL;
+		hi = lo;
+		if (dash && (parse_uint(dash + 1, 65535, &hi) < 0 || hi < lo))
+			return -EINVAL;
+		if (sel->nports == MAX_LIST)
+			return -E2BIG;
+		sel->ports[sel->nports++] = (struct port_range){ (uint16_t)lo, (uint16_t)hi };
+	}
+	/* "80,,443" and a trailing comma leave no token empty-handed above,
+	 * but they are still not what anyone meant. */
+	if (strstr(s, ",,") || s[strlen(s) - 1] == ',' || s[0] == ',')
+		return -EINVAL;
+	return sel->nports ? 0 : -EINVAL;
+}
+
+int parse_cidr(const char *s, struct cidr *ret)
+{
+	char buf[INET6_ADDRSTRLEN + 8];
+	const char *slash = strchr(s, '/');
+	size_t n = slash ? (size_t)(slash - s) : strlen(s);
+	uint64_t prefix;
+	int max;
+
+	if (n == 0 || n >= INET6_ADDRSTRLEN)
+		return -EINVAL;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	memset(ret, 0, sizeof(*ret));
+	if (inet_pton(AF_INET, buf, ret->addr) == 1) {
+		ret->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, buf, ret->addr) == 1) {
+		ret->family = AF_INET6;
+		max = 128;
+	} else {
+		return -EINVAL;
+	}
+	prefix = (uint64_t)max;
+	if (slash) {
+		/* Decimal only: "/010" and "/0x8" are typos, not prefixes. */
+		if (strspn(slash + 1, "0123456789") != strlen(slash + 1) ||
+		    (slash[1] == '0' && slash[2]) ||
+		    parse_uint(slash + 1, (uint64_t)max, &prefix) < 0)
+			return -EINVAL;
+	}
+	ret->prefix = (uint8_t)prefix;
+	/* Clear host bits, as nftables wants a network address. */
+	for (int bit = ret->prefix; bit < max; bit++)
+		ret->addr[bit / 8] &= (uint8_t)~(0x80u >> (bit % 8));
+	return 0;
+}
+
+const char *cidr_format(const struct cidr *c, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN];
+
+	inet_ntop(c->family, c->addr, host, sizeof(host));
+	snprintf(buf, len, "%s/%u", host, c->prefix);
+	return buf;
 }
 
 static int parse_level(const char *s)
@@ -73,32 +184,66 @@ static int parse_level(const char *s)
 	return -EINVAL;
 }
 
+static int add_uid(uint32_t *list, unsigned *n, const char *arg)
+{
+	uint64_t v;
+
+	if (parse_uint(arg, UINT32_MAX - 1, &v) < 0)
+		return -EINVAL;
+	if (*n == MAX_LIST)
+		return -E2BIG;
+	list[(*n)++] = (uint32_t)v;
+	return 0;
+}
+
+static int add_cidr(struct cidr *list, unsigned *n, const char *arg)
+{
+	if (*n == MAX_LIST)
+		return -E2BIG;
+	if (parse_cidr(arg, &list[*n]) < 0)
+		return -EINVAL;
+	(*n)++;
+	return 0;
+}
+
 int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t len)
 {
-	enum { OPT_LISTEN = 256, OPT_UPSTREAM, OPT_SOCKET, OPT_WINDOW, OPT_MAX_FLOWS, OPT_MARK,
-	       OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION };
+	enum { OPT_LISTEN = 256, OPT_UPSTREAM, OPT_INTERCEPT, OPT_GATEWAY, OPT_LOOPBACK, OPT_UID,
+	       OPT_XUID, OPT_CGROUP, OPT_DEST, OPT_XDEST, OPT_PORT, OPT_SOCKET, OPT_WINDOW,
+	       OPT_MAX_FLOWS, OPT_MARK, OPT_DRAIN, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION };
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, OPT_LISTEN },
 		{ "upstream", required_argument, NULL, OPT_UPSTREAM },
+		{ "intercept", required_argument, NULL, OPT_INTERCEPT },
+		{ "gateway", required_argument, NULL, OPT_GATEWAY },
+		{ "intercept-loopback", no_argument, NULL, OPT_LOOPBACK },
+		{ "uid", required_argument, NULL, OPT_UID },
+		{ "exclude-uid", required_argument, NULL, OPT_XUID },
+		{ "cgroup", required_argument, NULL, OPT_CGROUP },
+		{ "dest", required_argument, NULL, OPT_DEST },
+		{ "exclude-dest", required_argument, NULL, OPT_XDEST },
+		{ "port", required_argument, NULL, OPT_PORT },
 		{ "filter-socket", required_argument, NULL, OPT_SOCKET },
 		{ "window", required_argument, NULL, OPT_WINDOW },
 		{ "max-flows", required_argument, NULL, OPT_MAX_FLOWS },
 		{ "mark", required_argument, NULL, OPT_MARK },
+		{ "drain-seconds", required_argument, NULL, OPT_DRAIN },
 		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ 0 },
 	};
-	bool have_listen = false, have_upstream = false;
+	bool have_listen = false, have_upstream = false, selecting = false;
+	int modes = 0, c, r;
 	uint64_t v;
-	int c;
 
 	*cfg = (struct config){
-		.backend = "listen",
+		.mode = MODE_LISTEN,
 		.filter_socket = DEFAULT_FILTER_SOCKET,
 		.window = DEFAULT_WINDOW,
 		.max_flows = DEFAULT_MAX_FLOWS,
 		.mark = DEFAULT_MARK,
+		.drain_seconds = DEFAULT_DRAIN_SECONDS,
 		.log_level = LOG_INFO,
 	};
 	optind = 0;
@@ -115,6 +260,55 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 				return fail(msg, len, "--upstream: '%s' is not ADDR:PORT", optarg);
 			have_upstream = true;
 			break;
+		case OPT_INTERCEPT:
+		case OPT_GATEWAY:
+			cfg->mode = c == OPT_INTERCEPT ? MODE_INTERCEPT : MODE_GATEWAY;
+			modes++;
+			r = parse_ports(optarg, &cfg->sel);
+			if (r == -E2BIG)
+				return fail(msg, len, "%s: more than %d port ranges",
+					    argv[optind - 2], MAX_LIST);
+			if (r < 0)
+				return fail(msg, len,
+					    "%s: '%s' is not a list of ports and ranges from 1 to 65535 "
+					    "(like 80,443,8000-8100) or 'all'",
+					    c == OPT_INTERCEPT ? "--intercept" : "--gateway", optarg);
+			break;
+		case OPT_LOOPBACK:
+			cfg->sel.loopback = true;
+			selecting = true;
+			break;
+		case OPT_UID:
+		case OPT_XUID:
+			r = c == OPT_UID ? add_uid(cfg->sel.uids, &cfg->sel.nuids, optarg)
+					 : add_uid(cfg->sel.xuids, &cfg->sel.nxuids, optarg);
+			if (r < 0)
+				return fail(msg, len, "%s: '%s' is not a uid%s",
+					    c == OPT_UID ? "--uid" : "--exclude-uid", optarg,
+					    r == -E2BIG ? " or there are too many" : "");
+			selecting = true;
+			break;
+		case OPT_CGROUP:
+			if (!*optarg || strchr(optarg, '"'))
+				return fail(msg, len, "--cgroup: bad path '%s'", optarg);
+			cfg->sel.cgroup = optarg;
+			selecting = true;
+			break;
+		case OPT_DEST:
+		case OPT_XDEST:
+			r = c == OPT_DEST ? add_cidr(cfg->sel.dests, &cfg->sel.ndests, optarg)
+					  : add_cidr(cfg->sel.xdests, &cfg->sel.nxdests, optarg);
+			if (r < 0)
+				return fail(msg, len, "%s: '%s' is not an address or CIDR%s",
+					    c == OPT_DEST ? "--dest" : "--exclude-dest", optarg,
+					    r == -E2BIG ? " or there are too many" : "");
+			selecting = true;
+			break;
+		case OPT_PORT:
+			if (parse_uint(optarg, 65535, &v) < 0)
+				return fail(msg, len, "--port: '%s' is not a port", optarg);
+			cfg->port = (uint16_t)v;
+			break;
 		case OPT_SOCKET:
 			if (!*optarg || strlen(optarg) >= 108)
 				return fail(msg, len, "--filter-socket: bad path '%s'", optarg);
@@ -127,22 +321,28 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 			cfg->window = (uint32_t)v;
 			break;
 		case OPT_MAX_FLOWS:
-			if (parse_size(optarg, 1u << 24, &v) < 0 || v == 0)
+			if (parse_uint(optarg, 1u << 24, &v) < 0 || v == 0)
 				return fail(msg, len, "--max-flows: '%s' is not a number from 1 to %u",
 					    optarg, 1u << 24);
 			cfg->max_flows = (uint32_t)v;
 			break;
 		case OPT_MARK:
-			if (parse_size(optarg, UINT32_MAX, &v) < 0 || v == 0)
+			if (parse_uint(optarg, UINT32_MAX, &v) < 0 || v == 0)
 				return fail(msg, len, "--mark: '%s' is not a non-zero 32-bit number",
 					    optarg);
 			cfg->mark = (uint32_t)v;
 			cfg->mark_set = true;
 			break;
+		case OPT_DRAIN:
+			if (parse_uint(optarg, 3600, &v) < 0)
+				return fail(msg, len, "--drain-seconds: '%s' is not 0 to 3600", optarg);
+			cfg->drain_seconds = (unsigned)v;
+			break;
 		case OPT_LOG_LEVEL:
 			cfg->log_level = parse_level(optarg);
 			if (cfg->log_level < 0)
-				return fail(msg, len, "--log-level: '%s' is not error, warning, info or debug",
+				return fail(msg, len,
+					    "--log-level: '%s' is not error, warning, info or debug",
 					    optarg);
 			break;
 		case OPT_HELP:
@@ -151,17 +351,26 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 		case OPT_VERSION:
 			snprintf(msg, len, "sluiced %s\n", SLUICE_VERSION);
 			return 1;
-		case '?':
 		default:
 			if (optopt)
-				return fail(msg, len, "option '%s' needs an argument or is unknown",
-					    argv[optind - 1]);
+				return fail(msg, len, "option '%s' needs an argument", argv[optind - 1]);
 			return fail(msg, len, "unknown option '%s' (see --help)", argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
 		return fail(msg, len, "unexpected argument '%s' (see --help)", argv[optind]);
-	if (!have_listen || !have_upstream)
-		return fail(msg, len, "--listen and --upstream are both required (see --help)");
+	if (modes + (have_listen || have_upstream) > 1)
+		return fail(msg, len, "choose one mode: --listen/--upstream, --intercept or --gateway");
+	if (cfg->mode == MODE_LISTEN) {
+		if (!have_listen || !have_upstream)
+			return fail(msg, len, "--listen and --upstream are both required, or use "
+					      "--intercept or --gateway (see --help)");
+		if (selecting)
+			return fail(msg, len, "selection options need --intercept or --gateway");
+		return 0;
+	}
+	/* Interception must not catch its own connections: the mark is what
+	 * the rules skip, so failing to set it is an error there. */
+	cfg->mark_set = true;
 	return 0;
 }

@@ -40,6 +40,13 @@ struct flow_dir {
 	bool eof_told;
 };
 
+/* The process that owns the application's socket, where known. */
+struct flow_ident {
+	bool has_uid, has_pid;
+	uint32_t uid, pid;
+	char comm[17];
+};
+
 enum flow_state {
 	FLOW_CONNECTING,
 	FLOW_RELAYING,
@@ -57,6 +64,9 @@ struct flow {
 	struct flow *wait_next;    /* waiting for channel space */
 	bool waiting;
 	struct sockaddr_storage app_addr, dst_addr;
+	struct flow_ident ident;
+	bool admitted;             /* a filter (or none) was chosen; data may move */
+	struct timer ident_timer;  /* how long admission waits for the identity */
 	uint64_t started_ms;
 	struct flow *dead_next;
 };

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
-#include <stddef.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/signalfd.h>
@@ -9,11 +9,44 @@
 
 #include "backend.h"
 #include "channel.h"
+#include "config.h"
 #include "daemon.h"
 #include "flow.h"
 #include "log.h"
+#include "procinfo.h"
 #include "relay.h"
 
+static const struct backend *const backends[] = {
+	[MODE_LISTEN] = &backend_listen,
+	[MODE_INTERCEPT] = &backend_intercept,
+	[MODE_GATEWAY] = &backend_gateway,
+};
+
+static void on_drain_timeout(struct timer *t)
+{
+	struct daemon *d = (struct daemon *)((char *)t - offsetof(struct daemon, drain_timer));
+
+	log_info("drain: %u flows still open after %u s; closing them", flow_table_count(d->flows),
+		 d->cfg.drain_seconds);
+	loop_quit(d->loop, 0);
+}
+
+/* After each batch: a draining daemon exits once its last flow is gone. */
+static void check_drained(void *arg)
+{
+	struct daemon *d = arg;
+
+	if (d->draining && flow_table_count(d->flows) == 0) {
+		log_info("drain: all flows finished");
+		loop_quit(d->loop, 0);
+	}
+}
+
+/*
+ * The first SIGINT or SIGTERM stops accepting (and removes the rules, so
+ * new connections go their normal way) and lets open flows finish for
+ * --drain-seconds; a second one stops at once.
+ */
 static void on_signal(struct io *io, uint32_t revents)
 {
 	struct daemon *d = (struct daemon *)((char *)io - offsetof(struct daemon, signal_io));
@@ -21,14 +54,70 @@ static void on_signal(struct io *io, uint32_t revents)
 
 	if (read(io->fd, &si, sizeof(si)) != sizeof(si))
 		return;
-	log_info("stopping on %s", strsignal((int)si.ssi_signo));
-	loop_quit(d->loop, 0);
+	if (d->draining) {
+		log_info("stopping now on %s", strsignal((int)si.ssi_signo));
+		loop_quit(d->loop, 0);
+		return;
+	}
+	d->draining = true;
+	d->backend->stop(d);
+	log_info("stopping on %s: no new connections; draining %u flows for up to %u s",
+		 strsignal((int)si.ssi_signo), flow_table_count(d->flows), d->cfg.drain_seconds);
+	timer_arm(d->loop, &d->drain_timer, (uint64_t)d->cfg.drain_seconds * 1000, on_drain_timeout);
+}
+
+static void on_identified(uint64_t cookie, const struct proc_ident *id, void *arg)
+{
+	struct flow_ident ident = {
+		.has_uid = id->has_uid,
+		.uid = id->uid,
+		.has_pid = id->has_pid,
+		.pid = id->pid,
+	};
+
+	snprintf(ident.comm, sizeof(ident.comm), "%s", id->comm);
+	relay_identified(arg, cookie, &ident);
+}
+
+static int setup(struct daemon *d, int sfd)
+{
+	int r;
+
+	r = loop_new(&d->loop);
+	if (r < 0) {
+		log_err("event loop: %s", strerror(-r));
+		return r;
+	}
+	io_init(&d->signal_io, sfd, on_signal);
+	r = io_set(d->loop, &d->signal_io, EPOLLIN);
+	if (r >= 0)
+		r = flow_table_new(d, d->cfg.max_flows, &d->flows);
+	if (r >= 0)
+		r = loop_defer(d->loop, check_drained, d);
+	if (r < 0) {
+		log_err("setup: %s", strerror(-r));
+		return r;
+	}
+	if (d->cfg.mode == MODE_INTERCEPT) {
+		r = procinfo_new(d->loop, getpid(), on_identified, d, &d->procinfo);
+		if (r < 0)
+			log_warn("process lookup unavailable (%s): flows will have no owner",
+				 strerror(-r));
+	}
+	r = channel_new(d, d->cfg.filter_socket, &d->channel);
+	if (r < 0) {
+		log_err("filter socket %s: %s", d->cfg.filter_socket, strerror(-r));
+		return r;
+	}
+	log_info("filter socket %s, window %u bytes", d->cfg.filter_socket, d->cfg.window);
+	d->backend = backends[d->cfg.mode];
+	return d->backend->start(d);
 }
 
 int main(int argc, char **argv)
 {
 	static struct daemon d;
-	char msg[2048];
+	char msg[4096];
 	sigset_t mask;
 	int r, sfd;
 
@@ -54,38 +143,17 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	r = loop_new(&d.loop);
-	if (r < 0) {
-		log_err("event loop: %s", strerror(-r));
-		return 1;
-	}
-	io_init(&d.signal_io, sfd, on_signal);
-	r = io_set(d.loop, &d.signal_io, EPOLLIN);
+	r = setup(&d, sfd);
 	if (r >= 0)
-		r = flow_table_new(&d, d.cfg.max_flows, &d.flows);
-	if (r < 0) {
-		log_err("setup: %s", strerror(-r));
-		return 1;
-	}
-	r = channel_new(&d, d.cfg.filter_socket, &d.channel);
-	if (r < 0) {
-		log_err("filter socket %s: %s", d.cfg.filter_socket, strerror(-r));
-		return 1;
-	}
-	log_info("filter socket %s, window %u bytes", d.cfg.filter_socket, d.cfg.window);
-	d.backend = &backend_listen;
-	r = d.backend->start(&d);
-	if (r < 0) {
+		r = loop_run(d.loop);
+
+	/* Rules first, so that no connection is redirected to a closed port. */
+	if (d.backend && !d.draining)
 		d.backend->stop(&d);
-		channel_free(d.channel);
-		return 1;
-	}
-
-	r = loop_run(d.loop);
-
-	d.backend->stop(&d);
-	relay_close_all(&d);
+	if (d.flows)
+		relay_close_all(&d);
 	channel_free(d.channel);
+	procinfo_free(d.procinfo);
 	flow_table_free(d.flows);
 	loop_free(d.loop);
 	close(sfd);

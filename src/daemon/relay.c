@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -13,6 +14,7 @@
 #include "daemon.h"
 #include "flow.h"
 #include "log.h"
+#include "procinfo.h"
 #include "relay.h"
 
 /* Bytes read from a source in one call, and calls per wake-up: big reads
@@ -20,6 +22,8 @@
 #define READ_CHUNK (256 * 1024)
 #define READS_PER_EVENT 4
 #define WRITE_IOV 16
+/* How long a new local flow waits for its owner's identity. */
+#define IDENT_WAIT_MS 50
 
 /* The source of direction d is the socket on side d: OUT reads the
  * application, IN reads the server; the sink is the other one. */
@@ -67,6 +71,7 @@ static void flow_end(struct flow *f, int err, bool abort_conn)
 {
 	if (f->state == FLOW_DEAD)
 		return;
+	timer_cancel(f->d->loop, &f->ident_timer);
 	close_sock(f, SIDE_APP, abort_conn);
 	close_sock(f, SIDE_SERVER, abort_conn);
 	channel_detach(f, (uint32_t)err);
@@ -202,7 +207,7 @@ static uint32_t interest(const struct flow *f, int side)
 
 	if (f->state == FLOW_CONNECTING)
 		return side == SIDE_SERVER ? EPOLLOUT : 0;
-	if (stream_may_read(&f->dir[dir].st) && !(filtered(f, dir) && f->waiting))
+	if (f->admitted && stream_may_read(&f->dir[dir].st) && !(filtered(f, dir) && f->waiting))
 		ev |= EPOLLIN | EPOLLRDHUP;
 	if (s->write_blocked)
 		ev |= EPOLLOUT;
@@ -291,32 +296,97 @@ void relay_filter_gone(struct flow *f)
 	relay_pump(f);
 }
 
-static int upstream_socket(struct daemon *d, int family, int *ret_fd)
+static int upstream_socket(struct daemon *d, const struct flow_origin *o, int *ret_fd)
 {
-	int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	int one = 1;
+	int fd = socket(o->dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1, r;
 
 	if (fd < 0)
 		return -errno;
 	/* The mark keeps our own connections out of the interception rules.
 	 * Listen mode needs no privileges, so there it is best effort. */
 	if (setsockopt(fd, SOL_SOCKET, SO_MARK, &d->cfg.mark, sizeof(d->cfg.mark)) < 0 &&
-	    d->cfg.mark_set) {
-		int r = -errno;
-
-		close(fd);
-		return r;
-	}
+	    d->cfg.mark_set)
+		goto fail;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (o->transparent) {
+		/* Gateway mode: the server must see the client, so connect from
+		 * the client's address (any port), which IP_TRANSPARENT allows
+		 * although it is not one of ours. */
+		struct sockaddr_storage src = o->app;
+
+		if (src.ss_family == AF_INET6) {
+			((struct sockaddr_in6 *)&src)->sin6_port = 0;
+			r = setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof(one));
+		} else {
+			((struct sockaddr_in *)&src)->sin_port = 0;
+			r = setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one));
+		}
+		if (r < 0 || bind(fd, (struct sockaddr *)&src, addr_len(&src)) < 0)
+			goto fail;
+	}
 	*ret_fd = fd;
 	return 0;
+fail:
+	r = -errno;
+	close(fd);
+	return r;
 }
 
-int relay_start(struct daemon *d, int app_fd, const struct sockaddr_storage *app,
-		const struct sockaddr_storage *dst)
+static const char *ident_text(const struct flow_ident *id, char *buf, size_t len)
+{
+	if (id->has_pid)
+		snprintf(buf, len, " (uid %u, pid %u %s)", id->uid, id->pid, id->comm);
+	else if (id->has_uid)
+		snprintf(buf, len, " (uid %u)", id->uid);
+	else
+		buf[0] = '\0';
+	return buf;
+}
+
+/* Chooses the flow's filter, tells it, and lets data move. */
+static void admit(struct flow *f)
+{
+	char abuf[ADDR_STRLEN], dbuf[ADDR_STRLEN], who[64];
+	struct client *filter;
+
+	timer_cancel(f->d->loop, &f->ident_timer);
+	f->admitted = true;
+	filter = channel_pick(f->d->channel);
+	if (filter) {
+		channel_attach(filter, f);
+	} else {
+		stream_pass_all(&f->dir[0].st);
+		stream_pass_all(&f->dir[1].st);
+	}
+	log_info("flow " FLOW_ID_FMT ": open: %s -> %s%s, %s", FLOW_ID_ARGS(f->id),
+		 addr_format(&f->app_addr, abuf), addr_format(&f->dst_addr, dbuf),
+		 ident_text(&f->ident, who, sizeof(who)),
+		 filter ? channel_client_name(filter) : "unfiltered");
+	relay_pump(f);
+}
+
+static void on_ident_timeout(struct timer *t)
+{
+	struct flow *f = (struct flow *)((char *)t - offsetof(struct flow, ident_timer));
+
+	log_debug("flow " FLOW_ID_FMT ": owner lookup timed out", FLOW_ID_ARGS(f->id));
+	admit(f);
+}
+
+void relay_identified(struct daemon *d, uint64_t id, const struct flow_ident *ident)
+{
+	struct flow *f = flow_lookup(d->flows, id);
+
+	if (!f || f->admitted)
+		return;
+	f->ident = *ident;
+	admit(f);
+}
+
+int relay_start(struct daemon *d, int app_fd, const struct flow_origin *o)
 {
 	char abuf[ADDR_STRLEN], dbuf[ADDR_STRLEN];
-	struct client *filter;
 	struct flow *f;
 	int r, fd = -1, one = 1;
 
@@ -324,14 +394,14 @@ int relay_start(struct daemon *d, int app_fd, const struct sockaddr_storage *app
 	if (!f) {
 		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 
-		log_warn("refusing connection from %s: %s", addr_format(app, abuf),
+		log_warn("refusing connection from %s: %s", addr_format(&o->app, abuf),
 			 r == -EMFILE ? "flow limit reached" : strerror(-r));
 		setsockopt(app_fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		close(app_fd);
 		return r;
 	}
-	f->app_addr = *app;
-	f->dst_addr = *dst;
+	f->app_addr = o->app;
+	f->dst_addr = o->dst;
 	f->started_ms = loop_now_ms();
 	f->state = FLOW_CONNECTING;
 	for (int dir = 0; dir < 2; dir++)
@@ -339,30 +409,19 @@ int relay_start(struct daemon *d, int app_fd, const struct sockaddr_storage *app
 	setsockopt(app_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	io_init(&f->sock[SIDE_APP].io, app_fd, on_sock);
 
-	r = upstream_socket(d, dst->ss_family, &fd);
+	r = upstream_socket(d, o, &fd);
 	if (r < 0) {
-		log_err("flow " FLOW_ID_FMT ": upstream socket: %s", FLOW_ID_ARGS(f->id),
-			strerror(-r));
+		log_err("flow " FLOW_ID_FMT ": upstream socket for %s -> %s: %s", FLOW_ID_ARGS(f->id),
+			addr_format(&o->app, abuf), addr_format(&o->dst, dbuf), strerror(-r));
 		flow_end(f, -r, true);
 		return r;
 	}
 	io_init(&f->sock[SIDE_SERVER].io, fd, on_sock);
-
-	filter = channel_pick(d->channel);
-	if (filter) {
-		channel_attach(filter, f);
-	} else {
-		stream_pass_all(&f->dir[0].st);
-		stream_pass_all(&f->dir[1].st);
-	}
-	log_info("flow " FLOW_ID_FMT ": open: %s -> %s, %s", FLOW_ID_ARGS(f->id),
-		 addr_format(app, abuf), addr_format(dst, dbuf),
-		 filter ? channel_client_name(filter) : "unfiltered");
-
-	if (connect(fd, (const struct sockaddr *)dst, addr_len(dst)) < 0 && errno != EINPROGRESS) {
+	if (connect(fd, (const struct sockaddr *)&o->dst, addr_len(&o->dst)) < 0 &&
+	    errno != EINPROGRESS) {
 		r = -errno;
 		log_info("flow " FLOW_ID_FMT ": upstream %s: %s; resetting the application",
-			 FLOW_ID_ARGS(f->id), dbuf, strerror(-r));
+			 FLOW_ID_ARGS(f->id), addr_format(&o->dst, dbuf), strerror(-r));
 		flow_end(f, -r, true);
 		return r;
 	}
@@ -371,6 +430,14 @@ int relay_start(struct daemon *d, int app_fd, const struct sockaddr_storage *app
 		relay_reset(f, -r, "epoll");
 		return r;
 	}
+
+	/* The filter hears of the flow once its owner is known, or after a
+	 * short wait: a slow lookup leaves the identity empty rather than
+	 * stall the connection. Meanwhile the upstream connect goes on. */
+	if (o->identify && d->procinfo && procinfo_lookup(d->procinfo, f->id, &o->app, &o->dst) == 0)
+		timer_arm(d->loop, &f->ident_timer, IDENT_WAIT_MS, on_ident_timeout);
+	else
+		admit(f);
 	return 0;
 }
 

@@ -11,16 +11,28 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "flow.h"
+
 struct daemon;
-struct flow;
+
+/* Where an accepted connection comes from and goes to. */
+struct flow_origin {
+	struct sockaddr_storage app; /* the application's address */
+	struct sockaddr_storage dst; /* where to connect */
+	bool transparent;            /* connect from the application's own address */
+	bool identify;               /* look up the owning process (local flows) */
+};
 
 /*
  * Takes over app_fd (an accepted, connected TCP socket), opens a flow for
- * it and starts connecting to dst. On failure the application's connection
- * is reset and closed. Returns 0 or -errno.
+ * it and starts connecting to o->dst. On failure the application's
+ * connection is reset and closed. Returns 0 or -errno.
  */
-int relay_start(struct daemon *d, int app_fd, const struct sockaddr_storage *app,
-		const struct sockaddr_storage *dst);
+int relay_start(struct daemon *d, int app_fd, const struct flow_origin *o);
+
+/* The owner of flow `id` was looked up (or not: fields unset). Late
+ * answers, for flows gone or already admitted, are ignored. */
+void relay_identified(struct daemon *d, uint64_t id, const struct flow_ident *ident);
 
 /* Writes what can be written, sends due FINs, closes a finished flow and
  * sets the sockets' interest. Call after anything changed a flow. */

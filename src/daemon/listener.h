@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A listening TCP socket in the loop, shared by the backends: accepts in
+ * bounded batches, and when the process runs out of descriptors it stops
+ * accepting for a moment instead of spinning on a listener that stays
+ * readable.
+ */
+#ifndef SLUICE_LISTENER_H
+#define SLUICE_LISTENER_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include "loop.h"
+
+struct daemon;
+struct listener;
+
+/* Called for each accepted connection; fd is non-blocking and close-on-exec
+ * and belongs to the callee from then on. */
+typedef void (*listener_fn)(struct listener *l, int fd, const struct sockaddr_storage *peer);
+
+struct listener {
+	struct io io;
+	struct timer backoff;
+	struct daemon *d;
+	listener_fn fn;
+	struct sockaddr_storage addr; /* as bound, with the real port */
+	void *data;
+};
+
+/*
+ * Binds and listens on addr (port 0: any free port, read it back from
+ * l->addr). transparent sets IP_TRANSPARENT, for TPROXY. Returns 0 or
+ * -errno, having logged nothing: the caller says what failed.
+ */
+int listener_open(struct daemon *d, struct listener *l, const struct sockaddr_storage *addr,
+		  bool transparent, listener_fn fn);
+
+/* Stops accepting and closes the socket. Accepts a listener never opened
+ * (io.fd < 0) and one opened and already closed. */
+void listener_close(struct listener *l);
+
+#endif
