@@ -8,6 +8,7 @@
  * verdict without bytes. It counts each flow's bytes and prints them when the
  * flow closes.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -39,13 +40,41 @@ static void on_signal(int sig)
 	stop = 1;
 }
 
+/* "1.2.3.4:80" or "[::1]:80". */
+static const char *format_addr(const struct sockaddr_storage *a, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN];
+
+	if (a->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const void *)a;
+
+		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+		snprintf(buf, len, "[%s]:%u", host, ntohs(sin6->sin6_port));
+	} else {
+		const struct sockaddr_in *sin = (const void *)a;
+
+		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+		snprintf(buf, len, "%s:%u", host, ntohs(sin->sin_port));
+	}
+	return buf;
+}
+
 static int on_open(struct sluice_client *c, const struct sluice_flow_info *info, void *user)
 {
 	struct passthrough *p = user;
 	struct flow_stats *s = calloc(1, sizeof(*s));
+	char src[INET6_ADDRSTRLEN + 8], dst[INET6_ADDRSTRLEN + 8], uid[16] = "-", pid[16] = "-";
 
 	if (!s)
 		return -ENOMEM;
+	if (info->has_uid)
+		snprintf(uid, sizeof(uid), "%u", info->uid);
+	if (info->has_pid)
+		snprintf(pid, sizeof(pid), "%u", info->pid);
+	fprintf(stderr, "sluice-passthrough: flow %016llx open: %s -> %s uid %s pid %s comm %s\n",
+		(unsigned long long)info->id, format_addr(&info->src, src, sizeof(src)),
+		format_addr(&info->dst, dst, sizeof(dst)), uid, pid,
+		info->has_pid && info->comm[0] ? info->comm : "-");
 	s->next = p->flows;
 	if (p->flows)
 		p->flows->prev = s;
