@@ -148,7 +148,8 @@ static bool parse_socket_link(char *link, uint32_t *ret_inode)
 	static const char prefix[] = "socket:[";
 	size_t n = strlen(link);
 
-	if (n < sizeof(prefix) + 1 || memcmp(link, prefix, sizeof(prefix) - 1) || link[n - 1] != ']')
+	if (n < sizeof(prefix) + 1 || memcmp(link, prefix, sizeof(prefix) - 1) ||
+	    link[n - 1] != ']')
 		return false;
 	link[n - 1] = '\0';
 	return parse_u32(link + sizeof(prefix) - 1, ret_inode) && *ret_inode;
@@ -157,7 +158,7 @@ static bool parse_socket_link(char *link, uint32_t *ret_inode)
 static int tuple_from(const struct sockaddr_storage *src, const struct sockaddr_storage *dst,
 		      struct tuple *ret)
 {
-	struct tuple t = { .family = (uint8_t)src->ss_family };
+	struct tuple t = {.family = (uint8_t)src->ss_family};
 
 	if (src->ss_family != dst->ss_family)
 		return -EAFNOSUPPORT;
@@ -223,7 +224,7 @@ static int diag_lookup(struct procinfo *p, const struct tuple *t, uint32_t *ret_
 		struct nlmsghdr nlh;
 		struct inet_diag_req_v2 req;
 	} msg;
-	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
 	union {
 		char buf[8192];
 		struct nlmsghdr align;
@@ -291,8 +292,13 @@ static int diag_lookup(struct procinfo *p, const struct tuple *t, uint32_t *ret_
 				return 0;
 			}
 			if (nlh->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
-			    nlh->nlmsg_len < NLMSG_LENGTH(sizeof(*m)) || !diag_matches(t, m))
+			    nlh->nlmsg_len < NLMSG_LENGTH(sizeof(*m)))
 				continue;
+			if (!diag_matches(t, m)) {
+				log_debug("procinfo: sock_diag: another socket, state %u",
+					  m->idiag_state);
+				continue;
+			}
 			found = true;
 			uid = m->idiag_uid;
 			inode = m->idiag_inode;
@@ -311,14 +317,14 @@ static struct owner *cache_slot(struct procinfo *p, uint32_t inode)
 	return &p->cache[i];
 }
 
-static void scan_fds(struct procinfo *p, int procfd, const char *name, uint32_t pid)
+static void scan_fds(struct procinfo *p, int procfd, uint32_t pid)
 {
 	char path[32], link[32];
 	struct dirent *de;
 	DIR *d;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/fd", name);
+	snprintf(path, sizeof(path), "%u/fd", pid);
 	/* Fails for a process that has exited, and for other users' processes
 	 * when we are not privileged; neither is an error. */
 	fd = openat(procfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -383,7 +389,7 @@ static void scan_proc(struct procinfo *p)
 
 		if (!parse_u32(de->d_name, &pid) || (pid_t)pid == p->skip_pid)
 			continue;
-		scan_fds(p, dirfd(proc), de->d_name, pid);
+		scan_fds(p, dirfd(proc), pid);
 	}
 	closedir(proc);
 }
@@ -436,15 +442,14 @@ static bool owner_from_cache(struct procinfo *p, uint32_t inode, struct proc_ide
 	return true;
 }
 
-static void answer(struct procinfo *p, uint64_t cookie, const struct proc_ident *id,
-		   bool cache_hit)
+static void answer(struct procinfo *p, uint64_t cookie, const struct proc_ident *id, bool cache_hit)
 {
 	uint64_t one = 1;
 	unsigned i;
 
 	pthread_mutex_lock(&p->lock);
 	i = (p->res_head + p->res_len) % PROCINFO_QUEUE_MAX;
-	p->res[i] = (struct result){ cookie, *id };
+	p->res[i] = (struct result){cookie, *id};
 	p->res_len++;
 	p->stats.lookups++;
 	p->stats.found_uid += id->has_uid;
@@ -459,7 +464,7 @@ static void answer(struct procinfo *p, uint64_t cookie, const struct proc_ident 
 
 static void resolve(struct procinfo *p, const struct request *rq)
 {
-	struct proc_ident id = { 0 };
+	struct proc_ident id = {0};
 	uint32_t inode;
 	int r;
 
@@ -480,7 +485,7 @@ static void resolve(struct procinfo *p, const struct request *rq)
 		answer(p, rq->cookie, &id, true);
 		return;
 	}
-	p->pending[p->npending++] = (struct pending){ rq->cookie, inode, id };
+	p->pending[p->npending++] = (struct pending){rq->cookie, inode, id};
 }
 
 static void scan_and_answer(struct procinfo *p)
@@ -596,10 +601,9 @@ static int sync_init(struct procinfo *p)
 	return 0;
 }
 
-int procinfo_new(struct loop *l, pid_t skip_pid, procinfo_fn done, void *arg,
-		 struct procinfo **ret)
+int procinfo_new(struct loop *l, pid_t skip_pid, procinfo_fn done, void *arg, struct procinfo **ret)
 {
-	struct timeval tv = { .tv_sec = DIAG_TIMEOUT_S };
+	struct timeval tv = {.tv_sec = DIAG_TIMEOUT_S};
 	sigset_t all, old;
 	struct procinfo *p;
 	int efd, r;
@@ -687,7 +691,7 @@ void procinfo_free(struct procinfo *p)
 int procinfo_lookup(struct procinfo *p, uint64_t cookie, const struct sockaddr_storage *src,
 		    const struct sockaddr_storage *dst)
 {
-	struct request rq = { .cookie = cookie };
+	struct request rq = {.cookie = cookie};
 	int r;
 
 	r = tuple_from(src, dst, &rq.t);

@@ -81,7 +81,7 @@ struct procinfo_stats {
 	uint64_t found_uid;  /* of those, the socket was found */
 	uint64_t found_pid;  /* of those, an owning process was found */
 	uint64_t cache_hits; /* owner taken from the last scan, no new scan */
-	uint64_t scans;      /* full scans of /proc */
+	uint64_t scans;	     /* full scans of /proc */
 	uint64_t last_scan_us;
 };
 
