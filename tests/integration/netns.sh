@@ -559,15 +559,17 @@ flows_wait_closed() {
 	done
 }
 
-# flows_check_transfer DIR SIZE DST: after one HTTP(S) transfer of SIZE
-# payload bytes (DIR up or down) to DST (ADDR:PORT as the daemon prints it),
-# checks that the daemon opened exactly one flow since flows_mark, to DST,
-# that the filter saw one flow with the same byte counts, and that its
-# payload direction carries between SIZE and SIZE + 16 KiB (headers) while
-# the other carries less than 16 KiB. Sets FLOWS_MSG on failure, FLOWS_SEEN
+# flows_check_transfer DIR SIZE DST [TLS]: after one HTTP(S) transfer of
+# SIZE payload bytes (DIR up or down) to DST (ADDR:PORT as the daemon prints
+# it), checks that the daemon opened exactly one flow since flows_mark, to
+# DST, that the filter saw one flow with the same byte counts, and that its
+# payload direction carries between SIZE and SIZE + 16 KiB (headers; with
+# TLS non-empty also SIZE/64 for the records' headers and tags) while the
+# other carries less than 16 KiB. Sets FLOWS_MSG on failure, FLOWS_SEEN
 # (flows the filter saw) and FLOWS_OUT, FLOWS_IN. Returns 0 when all hold.
 flows_check_transfer() {
-	local dir=$1 size=$2 want=$3 d f id dst out in fid fdst fout fin pay other
+	local dir=$1 size=$2 want=$3 tls=${4:-} d f id dst out in fid fdst fout fin pay other slack=16384
+	[ -z "$tls" ] || slack=$((slack + size / 64))
 	FLOWS_MSG= FLOWS_SEEN=0 FLOWS_OUT=- FLOWS_IN=-
 	if ! flows_wait_closed 1 15; then
 		FLOWS_MSG="no closed flow after 15 s; daemon: $(daemon_flows | tr '\n' ';') filter: $(filter_flows | tr '\n' ';')"
@@ -601,11 +603,38 @@ flows_check_transfer() {
 	fi
 	pay=$out other=$in
 	[ "$dir" = up ] || pay=$in other=$out
-	if [ "$pay" -lt "$size" ] || [ "$pay" -gt $((size + 16384)) ] || [ "$other" -ge 16384 ]; then
+	if [ "$pay" -lt "$size" ] || [ "$pay" -gt $((size + slack)) ] || [ "$other" -ge 16384 ]; then
 		FLOWS_MSG="filter saw out $fout in $fin bytes for a $size-byte ${dir}load"
 		return 1
 	fi
 }
+
+# netns_http_suite PROTO HOST SIZE...: for each SIZE a payload, uploaded and
+# downloaded with netns_xfer over PROTO (http or https) to HOST from
+# NS_CLIENT through the running sluiced and filter, each checked for
+# integrity and with flows_check_transfer; fails at the first fault.
+netns_http_suite() {
+	local proto=$1 host=$2 size dir port=80 dst
+	shift 2
+	[ "$proto" = http ] || port=443
+	case $host in *:*) dst="[$host]:$port" ;; *) dst=$host:$port ;; esac
+	for size in "$@"; do
+		netns_payload "p$size" "$size"
+		for dir in up down; do
+			flows_mark
+			netns_xfer "$NS_CLIENT" "$proto" "$dir" "p$size" "$host" ||
+				_netns_die "$proto ${dir}load of $size ($PAYLOAD_SIZE bytes) to $host: $XFER_MSG"
+			flows_check_transfer "$dir" "$PAYLOAD_SIZE" "$dst" "${proto#http}" ||
+				_netns_die "$proto ${dir}load of $size to $host: $FLOWS_MSG"
+			echo "$proto ${dir}load $size -> $dst: sha256 equal, filter saw out $FLOWS_OUT in $FLOWS_IN, $XFER_SECS s, $XFER_MIBS MiB/s"
+		done
+		netns_payload_rm "p$size"
+	done
+}
+
+# The ports the tests and the demo intercept: HTTP, HTTPS, FTP control and
+# vsftpd's passive data ports.
+INTERCEPT_PORTS="80,443,21,$FTP_PASV_MIN-$FTP_PASV_MAX"
 
 # ---------------------------------------------------------------- self-test
 
