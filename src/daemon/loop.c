@@ -153,6 +153,7 @@ int loop_run(struct loop *l)
 {
 	struct epoll_event events[MAX_EVENTS];
 
+	l->quit = false;
 	while (!l->quit) {
 		int n = epoll_wait(l->epfd, events, MAX_EVENTS, next_timeout(l));
 

@@ -23,7 +23,7 @@
 #define READS_PER_EVENT 4
 #define WRITE_IOV 16
 /* How long a new local flow waits for its owner's identity. */
-#define IDENT_WAIT_MS 50
+#define IDENT_WAIT_MS 100
 
 /* The source of direction d is the socket on side d: OUT reads the
  * application, IN reads the server; the sink is the other one. */
