@@ -47,14 +47,14 @@ check_ftp_flows() {
 	[ "$nf" -eq "$want" ] || fail "$what: filter saw $nf flows, expected $want: $(printf '%s' "$f" | tr '\n' ';')"
 	ctl=$(printf '%s\n' "$d" | awk -v a="$SERVER4:21" '$2 == a')
 	[ "$(printf '%s\n' "$ctl" | grep -c .)" -eq 1 ] || fail "$what: no single control flow to $SERVER4:21: $(printf '%s' "$d" | tr '\n' ';')"
-	read -r _ _ out in <<<"$ctl"
+	read -r _ _ out in _ <<<"$ctl"
 	[ "$out" -lt 16384 ] && [ "$in" -lt 16384 ] || fail "$what: control flow carried out $out in $in bytes"
 	if [ "$mode" = ftp ]; then
 		data=$(printf '%s\n' "$d" | awk -v h="$SERVER4" -v lo="$FTP_PASV_MIN" -v hi="$FTP_PASV_MAX" '
 			{ n = split($2, a, ":"); if (a[1] == h && a[2] + 0 >= lo && a[2] + 0 <= hi) print }')
 		[ "$(printf '%s\n' "$data" | grep -c .)" -eq 1 ] ||
 			fail "$what: no single data flow to $SERVER4:$FTP_PASV_MIN-$FTP_PASV_MAX: $(printf '%s' "$d" | tr '\n' ';')"
-		read -r _ _ out in <<<"$data"
+		read -r _ _ out in _ <<<"$data"
 		if [ "$dir" = up ]; then
 			[ "$out" -eq "$size" ] && [ "$in" -eq 0 ] || fail "$what: data flow carried out $out in $in bytes"
 		else

@@ -226,10 +226,11 @@ netns_wait_listen() {
 	_netns_die "$what is not listening on port $port after 10 s"
 }
 
-# netns_url PROTO HOST [PORT]: a URL base, IPv6 in brackets.
+# netns_url PROTO HOST [PORT]: a URL base, IPv6 in brackets. HOST may be
+# IPV4:PORT already (one colon); two or more colons make it IPv6.
 netns_url() {
 	local h=$2
-	case $h in *:*) h="[$h]" ;; esac
+	case $h in *:*:*) h="[$h]" ;; esac
 	echo "$1://$h${3:+:$3}"
 }
 
@@ -488,14 +489,14 @@ flows_mark() {
 }
 
 # daemon_flows: one line per flow sluiced opened since flows_mark, in order:
-# "ID DST OUT IN" (OUT and IN are "-" while it is open), from its lines
+# "ID DST OUT IN APP" (OUT and IN are "-" while it is open), from its lines
 #	flow S:G: open: APP -> DST, filter N (NAME)
 #	flow S:G: closed: out N bytes, in M bytes, T ms
 daemon_flows() {
 	awk -v from="${FLOWS_SD_MARK:-0}" '
 	NR > from && match($0, /flow [0-9]+:[0-9]+: open: [^ ]+ -> [^ ,]+/) {
 		split(substr($0, RSTART, RLENGTH), a, " ")
-		order[++n] = a[2]; dst[a[2]] = a[6]
+		order[++n] = a[2]; dst[a[2]] = a[6]; app[a[2]] = a[4]
 	}
 	NR > from && match($0, /flow [0-9]+:[0-9]+: closed: out [0-9]+ bytes, in [0-9]+ bytes/) {
 		split(substr($0, RSTART, RLENGTH), a, " ")
@@ -504,7 +505,7 @@ daemon_flows() {
 	END {
 		for (i = 1; i <= n; i++) {
 			id = order[i]
-			print id, dst[id], (id in out) ? out[id] : "-", (id in in_) ? in_[id] : "-"
+			print id, dst[id], (id in out) ? out[id] : "-", (id in in_) ? in_[id] : "-", app[id]
 		}
 	}' "$SLUICED_LOG"
 }
@@ -586,7 +587,7 @@ flows_check_transfer() {
 		FLOWS_MSG="filter saw $FLOWS_SEEN flows, expected 1: $(printf '%s' "$f" | tr '\n' ';')"
 		return 1
 	fi
-	read -r id dst out in <<<"$d"
+	read -r id dst out in _ <<<"$d"
 	read -r fid fdst fout fin _ <<<"$f"
 	FLOWS_OUT=$fout FLOWS_IN=$fin
 	if [ "$dst" != "$want" ]; then
