@@ -46,7 +46,11 @@ struct selection {
 	bool loopback; /* also loopback destinations */
 	uint32_t uids[MAX_LIST], xuids[MAX_LIST];
 	unsigned nuids, nxuids;
-	const char *cgroup; /* a cgroup v2 directory */
+	const char *cgroup; /* a cgroup v2 directory, as given */
+	/* Resolved at start-up: the path nftables wants (relative to
+	 * /sys/fs/cgroup) and the depth below the cgroup v2 root. */
+	char cgroup_rel[256];
+	unsigned cgroup_level;
 	struct cidr dests[MAX_LIST], xdests[MAX_LIST];
 	unsigned ndests, nxdests;
 };

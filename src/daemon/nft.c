@@ -99,14 +99,6 @@ static void put_selection(struct text *t, const struct selection *sel, bool loca
 		put_uids(t, sel->xuids, sel->nxuids);
 		put(t, " return\n");
 	}
-	if (sel->cgroup) {
-		/* The level is the depth of the path below the cgroup root. */
-		unsigned level = 1;
-
-		for (const char *p = sel->cgroup; *p; p++)
-			level += *p == '/' && p[1] && p[1] != '/';
-		put(t, "\t\tsocket cgroupv2 level %u != \"%s\" return\n", level, sel->cgroup);
-	}
 	if (count_family(sel->xdests, sel->nxdests, AF_INET))
 		put(t, "\t\tip daddr @xdest4 return\n");
 	if (count_family(sel->xdests, sel->nxdests, AF_INET6))
@@ -153,7 +145,14 @@ int nft_ruleset(const struct config *cfg, uint16_t port, uint32_t tproxy_mark, c
 		put(&t, "\tchain output {\n\t\ttype nat hook output priority -100; policy accept;\n");
 		put(&t, "\t\tmeta mark 0x%x return\n", cfg->mark);
 		put_selection(&t, sel, true);
-		put(&t, "\t\tmeta l4proto tcp redirect to :%u\n\t}\n", port);
+		/* The cgroup test is positive, on the last rule: "!= return"
+		 * would let through sockets above the asked level, whose
+		 * ancestor at that level does not exist and never compares. */
+		put(&t, "\t\t");
+		if (sel->cgroup)
+			put(&t, "socket cgroupv2 level %u \"%s\" ", sel->cgroup_level,
+			    sel->cgroup_rel);
+		put(&t, "meta l4proto tcp redirect to :%u\n\t}\n", port);
 	} else {
 		/*
 		 * Packets of connections that already have a transparent

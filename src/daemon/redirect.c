@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <linux/capability.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -71,6 +73,46 @@ static int open_listeners(struct daemon *d, struct redirect *r, bool transparent
 	return -EADDRINUSE;
 }
 
+/*
+ * nftables matches a cgroup v2 by its path relative to /sys/fs/cgroup and
+ * its depth below the cgroup v2 root, which need not be /sys/fs/cgroup
+ * itself (a hybrid system mounts it at /sys/fs/cgroup/unified).
+ */
+static int resolve_cgroup(struct selection *sel)
+{
+	static const char base[] = "/sys/fs/cgroup/";
+	char real[PATH_MAX], root[PATH_MAX] = "", line[4096];
+	FILE *f;
+
+	if (!realpath(sel->cgroup, real) || strncmp(real, base, sizeof(base) - 1))
+		return -ENOENT;
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return -errno;
+	/* The longest cgroup2 mount point that contains the path. */
+	while (fgets(line, sizeof(line), f)) {
+		char mnt[PATH_MAX], *sep = strstr(line, " - ");
+		size_t n;
+
+		if (!sep || strncmp(sep + 3, "cgroup2 ", 8) ||
+		    sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1)
+			continue;
+		n = strlen(mnt);
+		if (!strncmp(real, mnt, n) && (real[n] == '/' || !real[n]) && n > strlen(root))
+			snprintf(root, sizeof(root), "%s", mnt);
+	}
+	fclose(f);
+	if (!*root)
+		return -ENOENT;
+	sel->cgroup_level = 0;
+	for (const char *p = real + strlen(root); *p; p++)
+		sel->cgroup_level += *p == '/';
+	if (strlen(real + sizeof(base) - 1) >= sizeof(sel->cgroup_rel))
+		return -ENAMETOOLONG;
+	memcpy(sel->cgroup_rel, real + sizeof(base) - 1, strlen(real + sizeof(base) - 1) + 1);
+	return 0;
+}
+
 int redirect_start(struct daemon *d, struct redirect *r, bool transparent, uint32_t tproxy_mark,
 		   listener_fn fn)
 {
@@ -82,6 +124,11 @@ int redirect_start(struct daemon *d, struct redirect *r, bool transparent, uint3
 	if (!have_net_admin()) {
 		log_err("%s mode needs CAP_NET_ADMIN to install nftables rules (run as root)", mode);
 		return -EPERM;
+	}
+	if (d->cfg.sel.cgroup && resolve_cgroup(&d->cfg.sel) < 0) {
+		log_err("%s: --cgroup %s is not a cgroup v2 directory under /sys/fs/cgroup", mode,
+			d->cfg.sel.cgroup);
+		return -EINVAL;
 	}
 	e = open_listeners(d, r, transparent, fn);
 	if (e < 0) {
