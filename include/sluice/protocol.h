@@ -32,7 +32,8 @@ enum sluice_frame_type {
 	SLUICE_FRAME_VERDICT = 6,      /* filter -> daemon: a stream verdict */
 	SLUICE_FRAME_OPEN_VERDICT = 7, /* filter -> daemon: a connect-time verdict */
 	SLUICE_FRAME_ERROR = 8,        /* daemon -> filter: a request was refused */
-	SLUICE_FRAME_TYPE_MAX = 8,
+	SLUICE_FRAME_SUBSCRIBE = 9,    /* filter -> daemon: which flows it wants */
+	SLUICE_FRAME_TYPE_MAX = 9,
 };
 
 enum sluice_dir {
@@ -63,8 +64,19 @@ enum sluice_open_action {
 #define SLUICE_FEATURE_OPEN_VERDICT (1u << 0) /* it answers every OPEN */
 
 /* OPEN frame flags. */
-#define SLUICE_OPEN_F_UID (1u << 0) /* the uid field is known */
-#define SLUICE_OPEN_F_PID (1u << 1) /* the pid and comm fields are known */
+#define SLUICE_OPEN_F_UID (1u << 0)     /* the uid field is known */
+#define SLUICE_OPEN_F_PID (1u << 1)     /* the pid and comm fields are known */
+#define SLUICE_OPEN_F_VERDICT (1u << 2) /* the daemon waits for an OPEN_VERDICT */
+#define SLUICE_OPEN_F_IN_ONLY (1u << 3) /* only the in direction will be offered */
+#define SLUICE_OPEN_F_OUT_ONLY (1u << 4) /* only the out direction will be offered */
+
+/* DATA frame flags. */
+#define SLUICE_DATA_F_REOFFER (1u << 0) /* bytes offered before, sent again after a peek */
+
+/* SUBSCRIBE: directions wanted, and at most this many port ranges. */
+#define SLUICE_SUB_OUT (1u << 0)
+#define SLUICE_SUB_IN (1u << 1)
+#define SLUICE_SUB_MAX_PORTS 32
 
 /* Codes carried by ERROR frames. */
 enum sluice_error_code {

@@ -48,6 +48,11 @@ struct sluice_flow_info {
 	uint32_t pid;
 	char comm[SLUICE_COMM_MAX + 1]; /* NUL-terminated, empty if unknown */
 	uint32_t window;                /* bytes the daemon holds per direction */
+	/* The daemon waits for sluice_allow/deny/redirect/ignore (the filter
+	 * asked for connect-time verdicts). */
+	int verdict_wanted;
+	/* Directions that will be offered: SLUICE_SUB_OUT | SLUICE_SUB_IN. */
+	unsigned dirs;
 };
 
 /*
@@ -59,11 +64,21 @@ struct sluice_flow_info {
  */
 struct sluice_callbacks {
 	size_t sz; /* sizeof(struct sluice_callbacks), for growth */
+	/*
+	 * A new flow. When info->verdict_wanted, answer with sluice_allow(),
+	 * sluice_deny(), sluice_redirect() or sluice_ignore(), now or later;
+	 * returning 0 without an answer allows the flow, returning 1 means
+	 * the answer will come later.
+	 */
 	int (*on_open)(struct sluice_client *c, const struct sluice_flow_info *info,
 		       void *user);
 	/*
 	 * bytes [offset, offset + len) of direction dir were read. Answer by
-	 * deciding them (pass, replace, ...) now or later.
+	 * deciding them (pass, replace, ...) now or later. After a
+	 * sluice_peek(), once the daemon holds the bytes asked for, it offers
+	 * everything from the decision point again in one call (offset then
+	 * lies before the end of earlier chunks): a filter that peeks needs
+	 * no buffer of its own.
 	 */
 	int (*on_data)(struct sluice_client *c, uint64_t flow, enum sluice_dir dir,
 		       uint64_t offset, const uint8_t *data, size_t len, void *user);
@@ -83,11 +98,24 @@ struct sluice_callbacks {
 			 const char *text, void *user);
 };
 
+struct sluice_port_range {
+	uint16_t lo, hi;
+};
+
 struct sluice_client_opts {
 	size_t sz;          /* sizeof(struct sluice_client_opts) */
 	const char *path;   /* socket path; NULL means SLUICE_DEFAULT_SOCKET */
 	const char *name;   /* shown in the daemon's logs; NULL means "filter" */
 	uint32_t features;  /* SLUICE_FEATURE_* bits */
+	/*
+	 * Which flows to see: directions (SLUICE_SUB_OUT | SLUICE_SUB_IN;
+	 * 0 means both) and destination ports (nports 0: all, at most
+	 * SLUICE_SUB_MAX_PORTS ranges). Other flows and directions are never
+	 * offered to this filter and cost it nothing.
+	 */
+	unsigned dirs;
+	const struct sluice_port_range *ports;
+	size_t nports;
 };
 
 /*
@@ -126,6 +154,19 @@ int sluice_client_run(struct sluice_client *c);
 /* Sends buffered verdicts, blocking until they are written. */
 int sluice_client_flush(struct sluice_client *c);
 
+/*
+ * Connect-time verdicts, for flows opened with info->verdict_wanted. deny
+ * resets the application's connection (it was already accepted, so it sees
+ * a reset, not a refusal); redirect connects to another address instead;
+ * ignore lets the flow go on without this filter: no more callbacks for it,
+ * not even on_close.
+ */
+int sluice_allow(struct sluice_client *c, uint64_t flow);
+int sluice_deny(struct sluice_client *c, uint64_t flow);
+int sluice_redirect(struct sluice_client *c, uint64_t flow, const struct sockaddr *addr,
+		    socklen_t len);
+int sluice_ignore(struct sluice_client *c, uint64_t flow);
+
 /* Stream verdicts. Each refers to absolute offsets of one direction. */
 int sluice_pass(struct sluice_client *c, uint64_t flow, enum sluice_dir dir, uint64_t to);
 int sluice_peek(struct sluice_client *c, uint64_t flow, enum sluice_dir dir, uint64_t to);
@@ -145,6 +186,22 @@ int sluice_reset(struct sluice_client *c, uint64_t flow);
  */
 int sluice_flow_set_user(struct sluice_client *c, uint64_t flow, void *ptr);
 void *sluice_flow_user(const struct sluice_client *c, uint64_t flow);
+
+/*
+ * Gathering a whole line or header before deciding. Call from on_data with
+ * the chunk. Returns 1 when `delim` has been seen: *ret_start is the offset
+ * where gathering began and [*ret_data, *ret_data + *ret_len) are the bytes
+ * from there up to and including the delimiter (pointing into the chunk
+ * when it holds them all, into a library buffer otherwise; valid until the
+ * next call for this flow). Bytes after the delimiter stay undecided for
+ * the caller. Returns 0 when more bytes are needed (the library keeps what
+ * it has, and the daemon keeps the undecided bytes), or -EMSGSIZE when max
+ * bytes came without the delimiter. Decide the gathered bytes (pass,
+ * replace, ...) before gathering again in that direction.
+ */
+int sluice_gather(struct sluice_client *c, uint64_t flow, enum sluice_dir dir, uint64_t offset,
+		  const uint8_t *data, size_t len, const void *delim, size_t dlen, size_t max,
+		  uint64_t *ret_start, const uint8_t **ret_data, size_t *ret_len);
 
 /* The largest replacement a single verdict may carry, from the HELLO. */
 size_t sluice_client_max_payload(const struct sluice_client *c);

@@ -83,8 +83,11 @@ static const char *decode_open(const uint8_t *b, size_t n, uint8_t flags, struct
 		return "OPEN too short";
 	if (n - FRAME_OPEN_BODY > SLUICE_COMM_MAX)
 		return "OPEN comm too long";
-	if (flags & ~(SLUICE_OPEN_F_UID | SLUICE_OPEN_F_PID))
+	if (flags & ~(SLUICE_OPEN_F_UID | SLUICE_OPEN_F_PID | SLUICE_OPEN_F_VERDICT |
+		      SLUICE_OPEN_F_IN_ONLY | SLUICE_OPEN_F_OUT_ONLY))
 		return "OPEN unknown flags";
+	if ((flags & SLUICE_OPEN_F_IN_ONLY) && (flags & SLUICE_OPEN_F_OUT_ONLY))
+		return "OPEN offers neither direction";
 	if (b[9] || get16(b + 14) || get32(b + 60))
 		return "OPEN reserved bits set";
 	f->open.flow = get64(b);
@@ -107,7 +110,8 @@ static const char *decode_data_like(const uint8_t *b, size_t n, uint8_t flags, s
 {
 	if (n < FRAME_DATA_BODY)
 		return "DATA/EOF too short";
-	if (flags || !all_zero(b + 9, 7))
+	if ((flags & ~(f->type == SLUICE_FRAME_DATA ? SLUICE_DATA_F_REOFFER : 0)) ||
+	    !all_zero(b + 9, 7))
 		return "DATA/EOF reserved bits set";
 	if (b[8] > SLUICE_DIR_IN)
 		return "DATA/EOF bad direction";
@@ -205,6 +209,31 @@ static const char *decode_error(const uint8_t *b, size_t n, uint8_t flags, struc
 	return NULL;
 }
 
+static const char *decode_subscribe(const uint8_t *b, size_t n, uint8_t flags, struct frame *f)
+{
+	struct frame_subscribe *sub = &f->subscribe;
+
+	if (n < FRAME_SUBSCRIBE_BODY)
+		return "SUBSCRIBE too short";
+	if (flags || get16(b + 2))
+		return "SUBSCRIBE reserved bits set";
+	sub->dirs = b[0];
+	sub->nports = b[1];
+	if (!sub->dirs || (sub->dirs & ~(SLUICE_SUB_OUT | SLUICE_SUB_IN)))
+		return "SUBSCRIBE bad directions";
+	if (sub->nports > SLUICE_SUB_MAX_PORTS)
+		return "SUBSCRIBE too many port ranges";
+	if (n != FRAME_SUBSCRIBE_BODY + 4 * (size_t)sub->nports)
+		return "SUBSCRIBE length does not match its port count";
+	for (unsigned i = 0; i < sub->nports; i++) {
+		sub->ports[i].lo = get16(b + 4 + 4 * i);
+		sub->ports[i].hi = get16(b + 6 + 4 * i);
+		if (!sub->ports[i].lo || sub->ports[i].lo > sub->ports[i].hi)
+			return "SUBSCRIBE bad port range";
+	}
+	return NULL;
+}
+
 static const decode_fn decoders[SLUICE_FRAME_TYPE_MAX + 1] = {
 	[SLUICE_FRAME_HELLO] = decode_hello,
 	[SLUICE_FRAME_OPEN] = decode_open,
@@ -214,6 +243,7 @@ static const decode_fn decoders[SLUICE_FRAME_TYPE_MAX + 1] = {
 	[SLUICE_FRAME_VERDICT] = decode_verdict,
 	[SLUICE_FRAME_OPEN_VERDICT] = decode_open_verdict,
 	[SLUICE_FRAME_ERROR] = decode_error,
+	[SLUICE_FRAME_SUBSCRIBE] = decode_subscribe,
 };
 
 int frame_decode(const uint8_t *buf, size_t len, uint32_t max_frame, struct frame *ret,
@@ -283,6 +313,8 @@ size_t frame_size(const struct frame *f)
 		return h + FRAME_OPEN_VERDICT_BODY;
 	case SLUICE_FRAME_ERROR:
 		return h + FRAME_ERROR_BODY + f->error.text_len;
+	case SLUICE_FRAME_SUBSCRIBE:
+		return h + FRAME_SUBSCRIBE_BODY + 4 * (size_t)f->subscribe.nports;
 	}
 	return 0;
 }
@@ -319,7 +351,8 @@ ssize_t frame_encode(uint8_t *buf, size_t cap, const struct frame *f)
 		return -EINVAL;
 	if ((f->type == SLUICE_FRAME_HELLO && f->hello.name_len > SLUICE_NAME_MAX) ||
 	    (f->type == SLUICE_FRAME_OPEN && f->open.comm_len > SLUICE_COMM_MAX) ||
-	    (f->type == SLUICE_FRAME_ERROR && f->error.text_len > SLUICE_ERROR_TEXT_MAX))
+	    (f->type == SLUICE_FRAME_ERROR && f->error.text_len > SLUICE_ERROR_TEXT_MAX) ||
+	    (f->type == SLUICE_FRAME_SUBSCRIBE && f->subscribe.nports > SLUICE_SUB_MAX_PORTS))
 		return -EINVAL;
 	if (size > cap || size > SLUICE_FRAME_HARD_MAX)
 		return -ENOBUFS;
@@ -383,6 +416,14 @@ ssize_t frame_encode(uint8_t *buf, size_t cap, const struct frame *f)
 		if (f->error.text_len)
 			memcpy(b + FRAME_ERROR_BODY, f->error.text, f->error.text_len);
 		break;
+	case SLUICE_FRAME_SUBSCRIBE:
+		b[0] = f->subscribe.dirs;
+		b[1] = f->subscribe.nports;
+		for (unsigned i = 0; i < f->subscribe.nports; i++) {
+			put16(b + 4 + 4 * i, f->subscribe.ports[i].lo);
+			put16(b + 6 + 4 * i, f->subscribe.ports[i].hi);
+		}
+		break;
 	}
 	return (ssize_t)size;
 }
@@ -398,6 +439,7 @@ const char *frame_type_name(uint8_t type)
 		[SLUICE_FRAME_VERDICT] = "VERDICT",
 		[SLUICE_FRAME_OPEN_VERDICT] = "OPEN_VERDICT",
 		[SLUICE_FRAME_ERROR] = "ERROR",
+		[SLUICE_FRAME_SUBSCRIBE] = "SUBSCRIBE",
 	};
 
 	return type <= SLUICE_FRAME_TYPE_MAX && names[type] ? names[type] : "unknown";

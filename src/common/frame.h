@@ -21,6 +21,7 @@
 #define FRAME_VERDICT_BODY 32
 #define FRAME_OPEN_VERDICT_BODY 32
 #define FRAME_ERROR_BODY 16
+#define FRAME_SUBSCRIBE_BODY 4
 
 /* Header plus fixed body of the frames that carry bytes. */
 #define FRAME_DATA_PREFIX (SLUICE_FRAME_HEADER_SIZE + FRAME_DATA_BODY)
@@ -85,6 +86,14 @@ struct frame_error {
 	size_t text_len;
 };
 
+struct frame_subscribe {
+	uint8_t dirs; /* SLUICE_SUB_* bits, at least one */
+	uint8_t nports; /* 0: every port */
+	struct {
+		uint16_t lo, hi;
+	} ports[SLUICE_SUB_MAX_PORTS];
+};
+
 struct frame {
 	uint8_t type;
 	uint8_t flags;
@@ -96,6 +105,7 @@ struct frame {
 		struct frame_verdict verdict;
 		struct frame_open_verdict open_verdict;
 		struct frame_error error;
+		struct frame_subscribe subscribe;
 	};
 };
 
@@ -126,6 +136,12 @@ size_t frame_size(const struct frame *f);
  */
 void frame_put_data_prefix(uint8_t *buf, uint64_t flow, uint8_t dir, uint64_t offset,
 			   size_t len);
+
+/* Sets the flags byte of an encoded frame's header (DATA's REOFFER). */
+static inline void frame_set_flags(uint8_t *buf, uint8_t flags)
+{
+	buf[5] = flags;
+}
 
 /* Same for a VERDICT frame carrying len bytes. */
 void frame_put_verdict_prefix(uint8_t *buf, uint64_t flow, uint8_t dir, uint8_t op,
