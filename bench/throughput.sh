@@ -257,7 +257,9 @@ measure()
 		>"$file" 2>"$file.err"
 }
 
-echo "bench: ${#paths[@]} paths x $runs runs x ${duration}s, one stream, 127.0.0.1 ($(nproc) CPUs, $(uname -r))" >&2
+# Other work on the machine skews every figure; the load average says how much.
+echo "bench: ${#paths[@]} paths x $runs runs x ${duration}s, one stream, 127.0.0.1" \
+	"($(nproc) CPUs, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
 mkdir "$tmp/results"
 for run in $(seq "$runs"); do
 	for entry in "${paths[@]}"; do
