@@ -14,16 +14,16 @@ need curl sha256sum nft
 
 netns_pair
 netns_start_nginx "$NS_SERVER"
-netns_payload p200M 200M
+netns_payload p40M 40M
 netns_payload p1M 1M
 netns_start_sluiced "$NS_CLIENT" intercepting --intercept 80
 netns_start_filter
 netns_has_sluice_table "$NS_CLIENT" || fail "no table inet sluice while sluiced runs"
 
 flows_mark
-# 20 MiB/s: ten seconds, long enough to be killed in the middle.
-netns_spawn slowcurl "$NS_CLIENT" curl -sS --limit-rate 20M --max-time 60 -o "$T/partial" \
-	"$(netns_url http "$SERVER4")/dl/p200M"
+# nginx sends /slow/ at 2 MiB/s: 20 s, long enough to be killed in the middle.
+netns_spawn slowcurl "$NS_CLIENT" curl -sS --max-time 60 -o "$T/partial" \
+	"$(netns_url http "$SERVER4")/slow/p40M"
 CURL_PID=$NETNS_PID
 for i in $(seq 100); do
 	[ "$(daemon_flows | grep -c .)" -ge 1 ] && [ -s "$T/partial" ] && break
@@ -54,7 +54,7 @@ log "nft list tables after SIGKILL: $(ip netns exec "$NS_CLIENT" nft list tables
 rc=0
 wait_pid "$CURL_PID" 15 || rc=$?
 [ "$rc" -ne 124 ] || fail "the interrupted download still hangs 15 s after sluiced died"
-[ "$rc" -ne 0 ] || fail "the interrupted download claims success with $(stat -c %s "$T/partial") of $((200 << 20)) bytes"
+[ "$rc" -ne 0 ] || fail "the interrupted download claims success with $(stat -c %s "$T/partial") of $((40 << 20)) bytes"
 log "the interrupted download ended with curl status $rc after $(stat -c %s "$T/partial") bytes"
 rm -f "$T/partial"
 

@@ -13,11 +13,11 @@ need curl nft setpriv
 
 netns_pair
 netns_start_nginx "$NS_SERVER"
-netns_payload p8M 8M
+netns_payload p4M 4M
 netns_start_sluiced "$NS_CLIENT" intercepting --intercept 80
 netns_start_filter
 
-# owner AS HOST: a rate-limited download (about 2 s) as AS (root or
+# owner AS HOST: a download nginx paces to 2 MiB/s (2 s) as AS (root or
 # nobody); while it runs, the filter's open line must name it.
 n=0
 owner() {
@@ -25,8 +25,8 @@ owner() {
 	[ "$as" = root ] || { uid=65534 run=(setpriv --reuid=65534 --regid=65534 --clear-groups); }
 	n=$((n + 1))
 	flows_mark
-	netns_spawn "curl$n" "$NS_CLIENT" "${run[@]}" curl -sS -g --limit-rate 4M --max-time 30 -o /dev/null \
-		"$(netns_url http "$host")/dl/p8M"
+	netns_spawn "curl$n" "$NS_CLIENT" "${run[@]}" curl -sS -g --max-time 30 -o /dev/null \
+		"$(netns_url http "$host")/slow/p4M"
 	pid=$NETNS_PID
 	for i in $(seq 100); do
 		f=$(filter_flows)

@@ -39,8 +39,10 @@
 # $NETNS_DIR; both stop with the namespace):
 #	netns_start_nginx NS     HTTP on 80 and 8080, HTTPS on 443 (a self-signed
 #	                         certificate made on the spot), IPv4 and IPv6;
-#	                         GET /dl/NAME serves payloads, PUT /up/NAME stores
-#	                         a file (the DAV module). Access log lines:
+#	                         GET /dl/NAME serves payloads (/slow/NAME the
+#	                         same at 2 MiB/s: curl's own --limit-rate lets
+#	                         downloads burst), PUT /up/NAME stores a file
+#	                         (the DAV module). Access log lines:
 #	                         "REMOTE_ADDR METHOD URI STATUS REQ_LEN BODY_SENT".
 #	netns_start_vsftpd NS    FTP on 21 (IPv4 and IPv6), anonymous, /dl/NAME to
 #	                         download, /up/ to upload; passive data ports
@@ -285,6 +287,10 @@ http {
 		client_max_body_size 0;
 		location /up/ {
 			dav_methods PUT;
+		}
+		location /slow/ {
+			alias $NGINX_WWW/dl/;
+			limit_rate 2m;
 		}
 	}
 }
