@@ -116,3 +116,22 @@ void addr_to_wire(const struct sockaddr_storage *a, uint8_t *ret_family, uint16_
 		memcpy(ret_addr, &sin->sin_addr, 4);
 	}
 }
+
+void addr_from_wire(uint8_t family, uint16_t port, const uint8_t addr[16],
+		    struct sockaddr_storage *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	if (family == 6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ret;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(port);
+		memcpy(&sin6->sin6_addr, addr, 16);
+	} else {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ret;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		memcpy(&sin->sin_addr, addr, 4);
+	}
+}

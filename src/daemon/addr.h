@@ -23,4 +23,8 @@ socklen_t addr_len(const struct sockaddr_storage *a);
 void addr_to_wire(const struct sockaddr_storage *a, uint8_t *ret_family, uint16_t *ret_port,
 		  uint8_t ret_addr[16]);
 
+/* The reverse: a frame's family (4 or 6), port and address bytes. */
+void addr_from_wire(uint8_t family, uint16_t port, const uint8_t addr[16],
+		    struct sockaddr_storage *ret);
+
 #endif

@@ -18,6 +18,7 @@
 #include "frame.h"
 #include "log.h"
 #include "relay.h"
+#include "stream.h"
 
 #define CLIENT_SOCKBUF (4 * 1024 * 1024)
 #define CLIENT_INBUF (2 * CHANNEL_MAX_FRAME)
@@ -36,6 +37,9 @@ struct client {
 	char name[SLUICE_NAME_MAX + 1];
 	char label[SLUICE_NAME_MAX + 32];
 	bool ready;           /* HELLO exchanged */
+	uint32_t features;    /* SLUICE_FEATURE_* from its HELLO */
+	uint8_t sub_dirs;     /* SLUICE_SUB_* it wants */
+	struct frame_subscribe sub;
 	bool dead;
 	uint32_t peer_max;    /* largest frame the filter accepts */
 	uint64_t first_gen;   /* flows it may know of start here */
@@ -161,7 +165,7 @@ static void flow_unlink(struct client *c, struct flow *f)
 	f->filter = NULL;
 }
 
-void channel_attach(struct client *c, struct flow *f)
+void channel_attach(struct client *c, struct flow *f, bool can_decide)
 {
 	struct frame fr = { .type = SLUICE_FRAME_OPEN };
 
@@ -186,7 +190,33 @@ void channel_attach(struct client *c, struct flow *f)
 		fr.open.comm = (const uint8_t *)f->ident.comm;
 		fr.open.comm_len = strnlen(f->ident.comm, SLUICE_COMM_MAX);
 	}
+	if (!(c->sub_dirs & SLUICE_SUB_OUT)) {
+		stream_pass_all(&f->dir[SLUICE_DIR_OUT].st);
+		fr.flags |= SLUICE_OPEN_F_IN_ONLY;
+	}
+	if (!(c->sub_dirs & SLUICE_SUB_IN)) {
+		stream_pass_all(&f->dir[SLUICE_DIR_IN].st);
+		fr.flags |= SLUICE_OPEN_F_OUT_ONLY;
+	}
+	if (can_decide && (c->features & SLUICE_FEATURE_OPEN_VERDICT)) {
+		fr.flags |= SLUICE_OPEN_F_VERDICT;
+		f->awaiting_verdict = true;
+	}
 	send_frame(c, &fr);
+}
+
+bool channel_verdicts_possible(const struct channel *ch)
+{
+	for (const struct client *c = ch->clients; c; c = c->next)
+		if (c->ready && (c->features & SLUICE_FEATURE_OPEN_VERDICT))
+			return true;
+	return false;
+}
+
+void channel_forget(struct flow *f)
+{
+	if (f->filter)
+		flow_unlink(f->filter, f);
 }
 
 void channel_detach(struct flow *f, uint32_t reason)
@@ -222,7 +252,7 @@ size_t channel_data_room(struct flow *f)
 }
 
 void channel_send_data(struct flow *f, uint8_t dir, uint64_t offset, const struct iovec *iov,
-		       int iovcnt, size_t len)
+		       int iovcnt, size_t len, uint8_t flags)
 {
 	struct client *c = f->filter;
 	uint8_t *p;
@@ -233,6 +263,7 @@ void channel_send_data(struct flow *f, uint8_t dir, uint64_t offset, const struc
 	}
 	p = c->out.data + c->out.len;
 	frame_put_data_prefix(p, f->id, dir, offset, len);
+	frame_set_flags(p, flags);
 	p += FRAME_DATA_PREFIX;
 	for (int i = 0; i < iovcnt && len; i++) {
 		size_t k = iov[i].iov_len < len ? iov[i].iov_len : len;
@@ -254,21 +285,40 @@ void channel_send_eof(struct flow *f, uint8_t dir, uint64_t offset)
 	send_frame(f->filter, &fr);
 }
 
-struct client *channel_pick(struct channel *ch)
+static bool wants(const struct client *c, const struct flow *f)
+{
+	uint8_t family;
+	uint16_t port;
+	uint8_t addr[16];
+
+	if (!c->ready || c->dead)
+		return false;
+	if (!c->sub.nports)
+		return true;
+	addr_to_wire(&f->dst_addr, &family, &port, addr);
+	for (unsigned i = 0; i < c->sub.nports; i++)
+		if (port >= c->sub.ports[i].lo && port <= c->sub.ports[i].hi)
+			return true;
+	return false;
+}
+
+struct client *channel_pick(struct channel *ch, const struct flow *f)
 {
 	struct client *c = ch->rr;
+	bool any = false;
 
-	/* Round robin over the filters that finished their HELLO. */
+	/* Round robin over the filters that want this flow. */
 	for (int pass = 0; pass < 2; pass++) {
 		for (; c; c = c->next) {
-			if (c->ready && !c->dead) {
+			any |= c->ready && !c->dead;
+			if (wants(c, f)) {
 				ch->rr = c->next;
 				return c;
 			}
 		}
 		c = ch->clients;
 	}
-	if (!ch->warned_no_filter) {
+	if (!any && !ch->warned_no_filter) {
 		log_warn("no filter connected: flows pass unchanged (fail-open)");
 		ch->warned_no_filter = true;
 	}
@@ -351,6 +401,8 @@ static int on_hello(struct client *c, const struct frame *f)
 	c->name[n] = '\0';
 	snprintf(c->label, sizeof(c->label), "filter %u (%s)", c->id, n ? c->name : "unnamed");
 	c->peer_max = f->hello.max_frame;
+	c->features = f->hello.features;
+	c->sub_dirs = SLUICE_SUB_OUT | SLUICE_SUB_IN;
 	c->first_gen = flow_table_next_gen(c->ch->d->flows);
 	c->ready = true;
 	c->ch->warned_no_filter = false;
@@ -436,17 +488,40 @@ static int on_verdict(struct client *c, const struct frame *fr)
 
 static int on_open_verdict(struct client *c, const struct frame *fr)
 {
+	const struct frame_open_verdict *v = &fr->open_verdict;
+	struct sockaddr_storage dst;
 	struct flow *f;
 	bool dropped;
 
-	f = client_flow(c, fr->open_verdict.flow, SLUICE_FRAME_OPEN_VERDICT, &dropped);
+	f = client_flow(c, v->flow, SLUICE_FRAME_OPEN_VERDICT, &dropped);
 	if (!f)
 		return dropped ? -1 : 0;
-	/* Connect-time decisions come with the verdict-set work; until then
-	 * every flow is allowed, and other answers are refused. */
-	if (fr->open_verdict.action != SLUICE_OPEN_ALLOW)
-		send_error(c, f->id, SLUICE_ERR_UNSUPPORTED, SLUICE_FRAME_OPEN_VERDICT,
-			   "connect-time verdicts other than allow are not supported yet");
+	if (!f->awaiting_verdict) {
+		send_error(c, f->id, SLUICE_ERR_STATE, SLUICE_FRAME_OPEN_VERDICT,
+			   "no connect-time verdict is awaited for this flow");
+		return 0;
+	}
+	if (v->action == SLUICE_OPEN_REDIRECT) {
+		addr_from_wire(v->family, v->port, v->addr, &dst);
+		if (!v->port) {
+			send_error(c, f->id, SLUICE_ERR_BAD_OFFSET, SLUICE_FRAME_OPEN_VERDICT,
+				   "redirect to port 0");
+			return 0;
+		}
+	}
+	relay_open_verdict(f, v->action, &dst);
+	return 0;
+}
+
+static int on_subscribe(struct client *c, const struct frame *fr)
+{
+	c->sub = fr->subscribe;
+	c->sub_dirs = fr->subscribe.dirs;
+	log_info("%s subscribes to %s%s%s, %s", c->label,
+		 c->sub_dirs & SLUICE_SUB_OUT ? "out" : "",
+		 c->sub_dirs == (SLUICE_SUB_OUT | SLUICE_SUB_IN) ? " and " : "",
+		 c->sub_dirs & SLUICE_SUB_IN ? "in" : "",
+		 c->sub.nports ? "some ports" : "every port");
 	return 0;
 }
 
@@ -465,6 +540,7 @@ static const frame_handler handlers[SLUICE_FRAME_TYPE_MAX + 1] = {
 	[SLUICE_FRAME_VERDICT] = on_verdict,
 	[SLUICE_FRAME_OPEN_VERDICT] = on_open_verdict,
 	[SLUICE_FRAME_ERROR] = on_unexpected,
+	[SLUICE_FRAME_SUBSCRIBE] = on_subscribe,
 };
 
 static void client_read(struct client *c)

@@ -11,6 +11,7 @@
 #ifndef SLUICE_CHANNEL_H
 #define SLUICE_CHANNEL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -27,12 +28,26 @@ int channel_new(struct daemon *d, const char *path, struct channel **ret_channel
 /* Closes every client (their flows go on unfiltered) and the socket. */
 void channel_free(struct channel *ch);
 
-/* The filter a new flow goes to, or NULL when none is connected (fail-open,
- * logged once until a filter connects). */
-struct client *channel_pick(struct channel *ch);
+/*
+ * The filter a new flow goes to: the next, in turn, of those that want its
+ * destination port; NULL when none does (when none is connected at all,
+ * fail-open is logged once until a filter connects).
+ */
+struct client *channel_pick(struct channel *ch, const struct flow *f);
 
-/* Makes c the filter of f and tells it with an OPEN frame. */
-void channel_attach(struct client *c, struct flow *f);
+/*
+ * Makes c the filter of f and tells it with an OPEN frame. Directions c did
+ * not subscribe to pass unfiltered from the start. When can_decide and c
+ * asked for connect-time verdicts, f->awaiting_verdict is set and the OPEN
+ * says so.
+ */
+void channel_attach(struct client *c, struct flow *f, bool can_decide);
+
+/* Some connected filter wants connect-time verdicts. */
+bool channel_verdicts_possible(const struct channel *ch);
+
+/* Forgets f without a word to its filter (the filter chose to ignore it). */
+void channel_forget(struct flow *f);
 
 /* Tells f's filter that f is gone (CLOSE with reason, an errno or 0) and
  * forgets f. Does nothing for an unfiltered flow. */
@@ -45,9 +60,9 @@ void channel_detach(struct flow *f, uint32_t reason);
 size_t channel_data_room(struct flow *f);
 
 /* Queues a DATA frame with len bytes gathered from iov. len must not exceed
- * what channel_data_room() allowed. */
+ * what channel_data_room() allowed. flags: SLUICE_DATA_F_*. */
 void channel_send_data(struct flow *f, uint8_t dir, uint64_t offset, const struct iovec *iov,
-		       int iovcnt, size_t len);
+		       int iovcnt, size_t len, uint8_t flags);
 
 void channel_send_eof(struct flow *f, uint8_t dir, uint64_t offset);
 

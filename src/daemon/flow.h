@@ -48,6 +48,7 @@ struct flow_ident {
 };
 
 enum flow_state {
+	FLOW_PENDING,    /* waiting for its owner's identity or the filter's verdict */
 	FLOW_CONNECTING,
 	FLOW_RELAYING,
 	FLOW_DEAD, /* closed; freed after the current batch */
@@ -66,7 +67,9 @@ struct flow {
 	struct sockaddr_storage app_addr, dst_addr;
 	struct flow_ident ident;
 	bool admitted;             /* a filter (or none) was chosen; data may move */
-	struct timer ident_timer;  /* how long admission waits for the identity */
+	bool awaiting_verdict;     /* the filter decides at connect time */
+	bool transparent;          /* connect from the application's address */
+	struct timer timer;        /* how long a pending flow waits */
 	uint64_t started_ms;
 	struct flow *dead_next;
 };

@@ -24,6 +24,8 @@
 #define WRITE_IOV 16
 /* How long a new local flow waits for its owner's identity. */
 #define IDENT_WAIT_MS 100
+/* How long a flow waits for its filter's connect-time verdict. */
+#define OPEN_VERDICT_WAIT_MS 5000
 
 /* The source of direction d is the socket on side d: OUT reads the
  * application, IN reads the server; the sink is the other one. */
@@ -71,7 +73,7 @@ static void flow_end(struct flow *f, int err, bool abort_conn)
 {
 	if (f->state == FLOW_DEAD)
 		return;
-	timer_cancel(f->d->loop, &f->ident_timer);
+	timer_cancel(f->d->loop, &f->timer);
 	close_sock(f, SIDE_APP, abort_conn);
 	close_sock(f, SIDE_SERVER, abort_conn);
 	channel_detach(f, (uint32_t)err);
@@ -147,7 +149,7 @@ static bool relay_read(struct flow *f, int dir)
 		offset = st->win.in;
 		stream_commit_read(st, (size_t)n);
 		if (to_filter)
-			channel_send_data(f, dir, offset, iov, cnt, (size_t)n);
+			channel_send_data(f, dir, offset, iov, cnt, (size_t)n, 0);
 		if ((size_t)n < max)
 			break; /* the socket is most likely drained */
 	}
@@ -205,6 +207,8 @@ static uint32_t interest(const struct flow *f, int side)
 	int dir = side == SIDE_APP ? SLUICE_DIR_OUT : SLUICE_DIR_IN;
 	uint32_t ev = 0;
 
+	if (f->state == FLOW_PENDING)
+		return 0;
 	if (f->state == FLOW_CONNECTING)
 		return side == SIDE_SERVER ? EPOLLOUT : 0;
 	if (f->admitted && stream_may_read(&f->dir[dir].st) && !(filtered(f, dir) && f->waiting))
@@ -214,13 +218,41 @@ static uint32_t interest(const struct flow *f, int side)
 	return ev;
 }
 
+/*
+ * After a peek, once the bytes asked for are read (or no more will come),
+ * offers everything undecided again in one chunk, so that the filter needs
+ * no buffer of its own. One frame at most: a peek is bounded by the window,
+ * and a re-offer by the filter's largest frame.
+ */
+static void reoffer(struct flow *f, int dir)
+{
+	struct stream *st = &f->dir[dir].st;
+	struct iovec iov[2];
+	size_t len, room;
+	int cnt;
+
+	if (!st->peek_armed || !filtered(f, dir))
+		return;
+	if (off_before(st->win.in, st->peek_to) && !st->src_eof && window_space(&st->win) > 0)
+		return;
+	room = channel_data_room(f);
+	if (!room)
+		return; /* woken when the channel drains */
+	st->peek_armed = false;
+	cnt = stream_undecided_iov(st, iov, room, &len);
+	if (len)
+		channel_send_data(f, dir, st->decided, iov, cnt, len, SLUICE_DATA_F_REOFFER);
+}
+
 void relay_pump(struct flow *f)
 {
 	if (f->state != FLOW_RELAYING)
 		return;
-	for (int dir = 0; dir < 2; dir++)
+	for (int dir = 0; dir < 2; dir++) {
+		reoffer(f, dir);
 		if (!relay_write(f, dir))
 			return;
+	}
 	if (f->dir[0].st.fin_sent && f->dir[0].st.src_eof && f->dir[1].st.fin_sent &&
 	    f->dir[1].st.src_eof) {
 		flow_finished(f);
@@ -344,17 +376,62 @@ static const char *ident_text(const struct flow_ident *id, char *buf, size_t len
 	return buf;
 }
 
-/* Chooses the flow's filter, tells it, and lets data move. */
+/* Creates the upstream socket and starts connecting. Returns false when
+ * that failed and the flow is gone. */
+static bool start_connect(struct flow *f)
+{
+	struct flow_origin o = { .app = f->app_addr, .dst = f->dst_addr,
+				 .transparent = f->transparent };
+	char dbuf[ADDR_STRLEN];
+	int r, fd = -1;
+
+	r = upstream_socket(f->d, &o, &fd);
+	if (r < 0) {
+		log_err("flow " FLOW_ID_FMT ": upstream socket for %s: %s", FLOW_ID_ARGS(f->id),
+			addr_format(&o.dst, dbuf), strerror(-r));
+		flow_end(f, -r, true);
+		return false;
+	}
+	io_init(&f->sock[SIDE_SERVER].io, fd, on_sock);
+	f->state = FLOW_CONNECTING;
+	if (connect(fd, (const struct sockaddr *)&o.dst, addr_len(&o.dst)) < 0 &&
+	    errno != EINPROGRESS) {
+		r = -errno;
+		log_info("flow " FLOW_ID_FMT ": upstream %s: %s; resetting the application",
+			 FLOW_ID_ARGS(f->id), addr_format(&o.dst, dbuf), strerror(-r));
+		flow_end(f, -r, true);
+		return false;
+	}
+	r = io_set(f->d->loop, &f->sock[SIDE_SERVER].io, EPOLLOUT);
+	if (r < 0) {
+		relay_reset(f, -r, "epoll");
+		return false;
+	}
+	return true;
+}
+
+static void on_verdict_timeout(struct timer *t)
+{
+	struct flow *f = (struct flow *)((char *)t - offsetof(struct flow, timer));
+
+	log_warn("flow " FLOW_ID_FMT ": no connect-time verdict from %s within %d s; allowing it",
+		 FLOW_ID_ARGS(f->id), f->filter ? channel_client_name(f->filter) : "the filter",
+		 OPEN_VERDICT_WAIT_MS / 1000);
+	relay_open_verdict(f, SLUICE_OPEN_ALLOW, NULL);
+}
+
+/* Chooses the flow's filter, tells it, and starts connecting unless the
+ * filter decides that first. */
 static void admit(struct flow *f)
 {
 	char abuf[ADDR_STRLEN], dbuf[ADDR_STRLEN], who[64];
 	struct client *filter;
 
-	timer_cancel(f->d->loop, &f->ident_timer);
+	timer_cancel(f->d->loop, &f->timer);
 	f->admitted = true;
-	filter = channel_pick(f->d->channel);
+	filter = channel_pick(f->d->channel, f);
 	if (filter) {
-		channel_attach(filter, f);
+		channel_attach(filter, f, f->state == FLOW_PENDING);
 	} else {
 		stream_pass_all(&f->dir[0].st);
 		stream_pass_all(&f->dir[1].st);
@@ -363,12 +440,45 @@ static void admit(struct flow *f)
 		 addr_format(&f->app_addr, abuf), addr_format(&f->dst_addr, dbuf),
 		 ident_text(&f->ident, who, sizeof(who)),
 		 filter ? channel_client_name(filter) : "unfiltered");
+	if (f->awaiting_verdict) {
+		timer_arm(f->d->loop, &f->timer, OPEN_VERDICT_WAIT_MS, on_verdict_timeout);
+		return;
+	}
+	if (f->state == FLOW_PENDING && !start_connect(f))
+		return;
 	relay_pump(f);
+}
+
+void relay_open_verdict(struct flow *f, uint8_t action, const struct sockaddr_storage *dst)
+{
+	char buf[ADDR_STRLEN];
+
+	timer_cancel(f->d->loop, &f->timer);
+	f->awaiting_verdict = false;
+	switch (action) {
+	case SLUICE_OPEN_DENY:
+		log_info("flow " FLOW_ID_FMT ": denied by %s; resetting the application",
+			 FLOW_ID_ARGS(f->id), channel_client_name(f->filter));
+		flow_end(f, ECONNREFUSED, true);
+		return;
+	case SLUICE_OPEN_REDIRECT:
+		f->dst_addr = *dst;
+		log_info("flow " FLOW_ID_FMT ": redirected to %s", FLOW_ID_ARGS(f->id),
+			 addr_format(dst, buf));
+		break;
+	case SLUICE_OPEN_IGNORE:
+		/* The filter never hears of this flow again; it moves unfiltered. */
+		channel_forget(f);
+		stream_pass_all(&f->dir[0].st);
+		stream_pass_all(&f->dir[1].st);
+		break;
+	}
+	start_connect(f);
 }
 
 static void on_ident_timeout(struct timer *t)
 {
-	struct flow *f = (struct flow *)((char *)t - offsetof(struct flow, ident_timer));
+	struct flow *f = (struct flow *)((char *)t - offsetof(struct flow, timer));
 
 	log_debug("flow " FLOW_ID_FMT ": owner lookup timed out", FLOW_ID_ARGS(f->id));
 	admit(f);
@@ -386,9 +496,9 @@ void relay_identified(struct daemon *d, uint64_t id, const struct flow_ident *id
 
 int relay_start(struct daemon *d, int app_fd, const struct flow_origin *o)
 {
-	char abuf[ADDR_STRLEN], dbuf[ADDR_STRLEN];
+	char abuf[ADDR_STRLEN];
 	struct flow *f;
-	int r, fd = -1, one = 1;
+	int r, one = 1;
 
 	f = flow_new(d->flows, &r);
 	if (!f) {
@@ -402,48 +512,34 @@ int relay_start(struct daemon *d, int app_fd, const struct flow_origin *o)
 	}
 	f->app_addr = o->app;
 	f->dst_addr = o->dst;
+	f->transparent = o->transparent;
 	f->started_ms = loop_now_ms();
-	f->state = FLOW_CONNECTING;
+	f->state = FLOW_PENDING;
 	for (int dir = 0; dir < 2; dir++)
 		stream_init(&f->dir[dir].st, d->cfg.window);
 	setsockopt(app_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	io_init(&f->sock[SIDE_APP].io, app_fd, on_sock);
 
-	r = upstream_socket(d, o, &fd);
-	if (r < 0) {
-		log_err("flow " FLOW_ID_FMT ": upstream socket for %s -> %s: %s", FLOW_ID_ARGS(f->id),
-			addr_format(&o->app, abuf), addr_format(&o->dst, dbuf), strerror(-r));
-		flow_end(f, -r, true);
-		return r;
-	}
-	io_init(&f->sock[SIDE_SERVER].io, fd, on_sock);
-	if (connect(fd, (const struct sockaddr *)&o->dst, addr_len(&o->dst)) < 0 &&
-	    errno != EINPROGRESS) {
-		r = -errno;
-		log_info("flow " FLOW_ID_FMT ": upstream %s: %s; resetting the application",
-			 FLOW_ID_ARGS(f->id), addr_format(&o->dst, dbuf), strerror(-r));
-		flow_end(f, -r, true);
-		return r;
-	}
-	r = io_set(d->loop, &f->sock[SIDE_SERVER].io, EPOLLOUT);
-	if (r < 0) {
-		relay_reset(f, -r, "epoll");
-		return r;
-	}
+	/* Connect at once unless a filter may want to decide first: the
+	 * owner lookup below then overlaps with the handshake. */
+	if (!channel_verdicts_possible(d->channel) && !start_connect(f))
+		return -ECONNABORTED;
 
 	/* The filter hears of the flow once its owner is known, or after a
 	 * short wait: a slow lookup leaves the identity empty rather than
-	 * stall the connection. Meanwhile the upstream connect goes on. */
+	 * stall the connection. */
 	if (o->identify && d->procinfo && procinfo_lookup(d->procinfo, f->id, &o->app, &o->dst) == 0)
-		timer_arm(d->loop, &f->ident_timer, IDENT_WAIT_MS, on_ident_timeout);
+		timer_arm(d->loop, &f->timer, IDENT_WAIT_MS, on_ident_timeout);
 	else
 		admit(f);
 	return 0;
 }
 
+/* A flow cut short must look cut short: a FIN would pass for a clean end
+ * of the stream, so every side gets a reset. */
 static void close_one(struct flow *f, void *arg)
 {
-	flow_end(f, ESHUTDOWN, false);
+	flow_end(f, ESHUTDOWN, true);
 }
 
 void relay_close_all(struct daemon *d)

@@ -34,6 +34,10 @@ int relay_start(struct daemon *d, int app_fd, const struct flow_origin *o);
  * answers, for flows gone or already admitted, are ignored. */
 void relay_identified(struct daemon *d, uint64_t id, const struct flow_ident *ident);
 
+/* The filter's connect-time verdict (SLUICE_OPEN_*) for a pending flow;
+ * dst is the new destination for a redirect. */
+void relay_open_verdict(struct flow *f, uint8_t action, const struct sockaddr_storage *dst);
+
 /* Writes what can be written, sends due FINs, closes a finished flow and
  * sets the sockets' interest. Call after anything changed a flow. */
 void relay_pump(struct flow *f);

@@ -297,6 +297,7 @@ int stream_verdict(struct stream *s, uint8_t op, uint64_t from, uint64_t to,
 		if (to - s->decided > s->win.limit)
 			return -ENOSPC;
 		s->peek_to = to;
+		s->peek_armed = true;
 		return 0;
 	case SLUICE_VERDICT_INJECT:
 		from = to = s->decided;
@@ -329,6 +330,27 @@ int stream_verdict(struct stream *s, uint8_t op, uint64_t from, uint64_t to,
 		return 0;
 	}
 	return -EINVAL;
+}
+
+int stream_undecided_iov(const struct stream *s, struct iovec iov[2], size_t max, size_t *ret_len)
+{
+	uint64_t n = s->win.in - s->decided;
+	size_t pos, first;
+
+	if (n > max)
+		n = max;
+	*ret_len = (size_t)n;
+	if (!n)
+		return 0;
+	pos = ring_pos(s, s->decided);
+	first = s->win.limit - pos;
+	if (first >= n) {
+		iov[0] = (struct iovec){ s->ring + pos, (size_t)n };
+		return 1;
+	}
+	iov[0] = (struct iovec){ s->ring + pos, first };
+	iov[1] = (struct iovec){ s->ring, (size_t)n - first };
+	return 2;
 }
 
 void stream_pass_all(struct stream *s)

@@ -42,6 +42,7 @@ struct stream {
 	uint8_t *ring; /* allocated on first read, `win.limit` bytes */
 	uint64_t decided;
 	uint64_t peek_to;
+	bool peek_armed; /* re-offer [decided, peek_to) once it is all read */
 	uint64_t written; /* bytes written to the sink (output offsets) */
 	struct stream_seg *head, *tail;
 	struct stream_seg *last_ring; /* the last passed run in the queue */
@@ -66,6 +67,12 @@ int stream_read_iov(struct stream *s, struct iovec iov[2], size_t max);
 
 /* Records n bytes read into the iovecs stream_read_iov() gave. */
 void stream_commit_read(struct stream *s, size_t n);
+
+/*
+ * The undecided bytes [decided, decided + n) in the ring, n at most max and
+ * what was read: fills up to two iovecs, returns how many, n in *ret_len.
+ */
+int stream_undecided_iov(const struct stream *s, struct iovec iov[2], size_t max, size_t *ret_len);
 
 /* Undecided bytes: [decided, win.in). */
 static inline uint64_t stream_undecided(const struct stream *s)
