@@ -387,7 +387,8 @@ netns_payload_rm() {
 #	XFER_RC      curl's exit status; XFER_CODE its response code
 #	XFER_BYTES   bytes that arrived; XFER_SHA their sha256
 #	XFER_SECS    curl's total time; XFER_MIBS throughput in MiB/s
-# Returns 0 when intact. XFER_TIMEOUT (default 300) bounds curl.
+# Returns 0 when intact. XFER_TIMEOUT (default 300) bounds curl; XFER_PORT
+# sets a port other than the protocol's.
 netns_xfer() {
 	local ns=$1 proto=$2 dir=$3 name=$4 host=$5 scheme url dest rdir opts=() w out speed
 	shift 5
@@ -402,11 +403,11 @@ netns_xfer() {
 	esac
 	mkdir -p "$NETNS_DIR/client"
 	if [ "$dir" = up ]; then
-		url=$(netns_url "$scheme" "$host")/up/$uname
+		url=$(netns_url "$scheme" "$host" "${XFER_PORT:-}")/up/$uname
 		dest=$rdir/up/$uname
 		opts+=(-T "$NETNS_DIR/data/$name" -o /dev/null)
 	else
-		url=$(netns_url "$scheme" "$host")/dl/$name
+		url=$(netns_url "$scheme" "$host" "${XFER_PORT:-}")/dl/$name
 		dest=$NETNS_DIR/client/$uname
 		opts+=(-o "$dest")
 	fi
