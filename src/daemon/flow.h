@@ -36,8 +36,15 @@ struct flow_sock {
 
 struct flow_dir {
 	struct stream st;
-	bool eof_to_filter; /* EOF must be (or was) told to the filter */
-	bool eof_told;
+	/*
+	 * A direction that no filter sees moves through a pipe with
+	 * splice(2), never copied to user space. Bytes in the pipe are held
+	 * against the window like bytes in the ring; the two never hold
+	 * bytes at the same time, so order is kept.
+	 */
+	int pipe[2];      /* -1 until first needed */
+	size_t pipe_cap;  /* the pipe's size */
+	size_t in_pipe;   /* bytes read into it, not yet written out */
 };
 
 /* The process that owns the application's socket, where known. */

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stddef.h>
@@ -76,6 +77,13 @@ static void flow_end(struct flow *f, int err, bool abort_conn)
 	timer_cancel(f->d->loop, &f->timer);
 	close_sock(f, SIDE_APP, abort_conn);
 	close_sock(f, SIDE_SERVER, abort_conn);
+	for (int dir = 0; dir < 2; dir++) {
+		if (f->dir[dir].pipe[0] >= 0) {
+			close(f->dir[dir].pipe[0]);
+			close(f->dir[dir].pipe[1]);
+			f->dir[dir].pipe[0] = f->dir[dir].pipe[1] = -1;
+		}
+	}
 	channel_detach(f, (uint32_t)err);
 	flow_release(f->d->flows, f);
 }
@@ -98,6 +106,105 @@ static void flow_finished(struct flow *f)
 	flow_end(f, 0, false);
 }
 
+/* Bytes of dir can move by splice: nobody looks at them and nothing of
+ * theirs is in the ring or queued as output. */
+static bool splicing(const struct flow_dir *fd)
+{
+	const struct stream *st = &fd->st;
+
+	return fd->in_pipe || (st->auto_pass && !st->shut && st->win.in == st->win.out &&
+			       !stream_out_pending(st));
+}
+
+static int make_pipe(struct flow *f, struct flow_dir *fd)
+{
+	int size;
+
+	if (pipe2(fd->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+		fd->pipe[0] = fd->pipe[1] = -1;
+		return -errno;
+	}
+	/* As big as the window where allowed, so one splice moves as much as
+	 * one read would. */
+	fcntl(fd->pipe[1], F_SETPIPE_SZ, (int)f->d->cfg.window);
+	size = fcntl(fd->pipe[1], F_GETPIPE_SZ);
+	fd->pipe_cap = size > 0 ? (size_t)size : 65536;
+	return 0;
+}
+
+/* splice() variant of relay_read(): source socket to pipe. */
+static bool splice_read(struct flow *f, int dir)
+{
+	struct flow_dir *fd = &f->dir[dir];
+	struct stream *st = &fd->st;
+	int src = f->sock[src_side(dir)].io.fd;
+
+	if (fd->pipe[0] < 0) {
+		int r = make_pipe(f, fd);
+
+		if (r < 0) {
+			relay_reset(f, -r, "pipe");
+			return false;
+		}
+	}
+	for (int i = 0; i < READS_PER_EVENT && stream_may_read(st); i++) {
+		size_t max = fd->pipe_cap - fd->in_pipe;
+		ssize_t n;
+
+		if (max > window_space(&st->win))
+			max = (size_t)window_space(&st->win);
+		if (!max)
+			break;
+		n = splice(src, NULL, fd->pipe[1], NULL, max, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			relay_reset(f, errno, dir == SLUICE_DIR_OUT ? "application side read"
+								   : "server side read");
+			return false;
+		}
+		if (n == 0) {
+			st->src_eof = true;
+			break;
+		}
+		/* Decided as they arrive: keep the offsets as readv would. */
+		window_take(&st->win, (uint64_t)n);
+		st->decided = st->win.in;
+		fd->in_pipe += (size_t)n;
+		if ((size_t)n < max)
+			break;
+	}
+	return true;
+}
+
+/* Pipe to sink. Returns false when the flow was reset. */
+static bool splice_write(struct flow *f, int dir)
+{
+	struct flow_dir *fd = &f->dir[dir];
+	struct flow_sock *sink = &f->sock[sink_side(dir)];
+
+	while (fd->in_pipe && !sink->write_blocked) {
+		ssize_t n = splice(fd->pipe[0], NULL, sink->io.fd, NULL, fd->in_pipe,
+				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+
+		if (n < 0) {
+			if (errno == EAGAIN) {
+				sink->write_blocked = true;
+				break;
+			}
+			if (errno == EINTR)
+				continue;
+			relay_reset(f, errno, dir == SLUICE_DIR_OUT ? "server side write"
+								   : "application side write");
+			return false;
+		}
+		fd->in_pipe -= (size_t)n;
+		window_give(&fd->st.win, (uint64_t)n);
+		fd->st.written += (uint64_t)n;
+	}
+	return true;
+}
+
 /* Reads what the window and the channel allow from the source of dir.
  * Returns false when the flow was reset. */
 static bool relay_read(struct flow *f, int dir)
@@ -106,6 +213,8 @@ static bool relay_read(struct flow *f, int dir)
 	struct stream *st = &fd->st;
 	int src = f->sock[src_side(dir)].io.fd;
 
+	if (splicing(fd))
+		return splice_read(f, dir);
 	for (int i = 0; i < READS_PER_EVENT && stream_may_read(st); i++) {
 		size_t max = READ_CHUNK;
 		bool to_filter = filtered(f, dir);
@@ -163,6 +272,8 @@ static bool relay_write(struct flow *f, int dir)
 	struct stream *st = &f->dir[dir].st;
 	struct flow_sock *sink = &f->sock[sink_side(dir)];
 
+	if (!splice_write(f, dir))
+		return false;
 	while (stream_out_pending(st) && !sink->write_blocked) {
 		struct iovec iov[WRITE_IOV];
 		struct msghdr msg = { .msg_iov = iov };
@@ -190,7 +301,7 @@ static bool relay_write(struct flow *f, int dir)
 		if ((size_t)n < total)
 			sink->write_blocked = true;
 	}
-	if (stream_fin_due(st)) {
+	if (stream_fin_due(st) && !f->dir[dir].in_pipe) {
 		/* The sink may already be gone (reset); that shows on its next
 		 * event, so a failure here needs no handling of its own. */
 		shutdown(sink->io.fd, SHUT_WR);
@@ -515,8 +626,10 @@ int relay_start(struct daemon *d, int app_fd, const struct flow_origin *o)
 	f->transparent = o->transparent;
 	f->started_ms = loop_now_ms();
 	f->state = FLOW_PENDING;
-	for (int dir = 0; dir < 2; dir++)
+	for (int dir = 0; dir < 2; dir++) {
 		stream_init(&f->dir[dir].st, d->cfg.window);
+		f->dir[dir].pipe[0] = f->dir[dir].pipe[1] = -1;
+	}
 	setsockopt(app_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	io_init(&f->sock[SIDE_APP].io, app_fd, on_sock);
 
