@@ -56,16 +56,18 @@ static int fail(char *msg, size_t len, const char *fmt, ...)
 	return -EINVAL;
 }
 
-/* An unsigned decimal (or 0x hex) number up to max, nothing else. */
+/* An unsigned decimal (or 0x hex) number up to max, nothing else: "010"
+ * is ten, not eight. */
 static int parse_uint(const char *s, uint64_t max, uint64_t *ret)
 {
+	int hex = s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
 	char *end;
 	unsigned long long v;
 
-	if (*s < '0' || *s > '9')
+	if (*s < '0' || *s > '9' || (hex && !s[2]))
 		return -EINVAL;
 	errno = 0;
-	v = strtoull(s, &end, 0);
+	v = strtoull(s, &end, hex ? 16 : 10);
 	if (errno || *end || v > max)
 		return -EINVAL;
 	*ret = v;
@@ -248,7 +250,9 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 	};
 	optind = 0;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	/* The leading ':' makes getopt tell a missing argument (':') from an
+	 * unknown option ('?'). */
+	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_LISTEN:
 			if (addr_parse(optarg, 0, &cfg->listen_addr, &cfg->listen_len) < 0)
@@ -267,7 +271,7 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 			r = parse_ports(optarg, &cfg->sel);
 			if (r == -E2BIG)
 				return fail(msg, len, "%s: more than %d port ranges",
-					    argv[optind - 2], MAX_LIST);
+					    c == OPT_INTERCEPT ? "--intercept" : "--gateway", MAX_LIST);
 			if (r < 0)
 				return fail(msg, len,
 					    "%s: '%s' is not a list of ports and ranges from 1 to 65535 "
@@ -351,9 +355,16 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 		case OPT_VERSION:
 			snprintf(msg, len, "sluiced %s\n", SLUICE_VERSION);
 			return 1;
+		case ':':
+			return fail(msg, len, "option '%s' needs an argument", argv[optind - 1]);
 		default:
+			/* optopt names a long option given an argument it does
+			 * not take; 0 an unknown long option; else a letter. */
+			if (optopt >= OPT_LISTEN)
+				return fail(msg, len, "option '%s' takes no argument",
+					    argv[optind - 1]);
 			if (optopt)
-				return fail(msg, len, "option '%s' needs an argument", argv[optind - 1]);
+				return fail(msg, len, "unknown option '-%c' (see --help)", optopt);
 			return fail(msg, len, "unknown option '%s' (see --help)", argv[optind - 1]);
 		}
 	}

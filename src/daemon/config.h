@@ -79,7 +79,8 @@ struct config {
  */
 int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t len);
 
-/* Parses "80,443,8000-8100" or "all" into sel. Returns 0 or -EINVAL. */
+/* Parses "80,443,8000-8100" or "all" into sel. Returns 0, -EINVAL, or
+ * -E2BIG for more than MAX_LIST ranges. */
 int parse_ports(const char *s, struct selection *sel);
 
 /* Parses "10.0.0.0/8", "fd00::/8" or a plain address. Returns 0 or -EINVAL. */

@@ -57,7 +57,8 @@ static void put_cidr_set(struct text *t, const char *name, const struct cidr *li
 
 	if (!count_family(list, n, family))
 		return;
-	put(t, "\tset %s {\n\t\ttype %s\n\t\tflags interval\n\t\telements = { ", name,
+	/* auto-merge: overlapping ranges from the command line are one set. */
+	put(t, "\tset %s {\n\t\ttype %s\n\t\tflags interval\n\t\tauto-merge\n\t\telements = { ", name,
 	    family == AF_INET ? "ipv4_addr" : "ipv6_addr");
 	for (unsigned i = 0; i < n; i++) {
 		if (list[i].family != family)
@@ -127,7 +128,8 @@ int nft_ruleset(const struct config *cfg, uint16_t port, uint32_t tproxy_mark, c
 	put(&t, "delete table inet " NFT_TABLE "\n");
 	put(&t, "table inet " NFT_TABLE " {\n\tflags owner\n");
 	if (!sel->all_ports) {
-		put(&t, "\tset ports {\n\t\ttype inet_service\n\t\tflags interval\n\t\telements = { ");
+		put(&t, "\tset ports {\n\t\ttype inet_service\n\t\tflags interval\n\t\tauto-merge\n"
+			"\t\telements = { ");
 		for (unsigned i = 0; i < sel->nports; i++) {
 			put(&t, "%s%u", i ? ", " : "", sel->ports[i].lo);
 			if (sel->ports[i].hi != sel->ports[i].lo)
