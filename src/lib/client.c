@@ -37,21 +37,49 @@
  */
 #define OUT_HIGH  (4 * 1024 * 1024)
 #define FLOWS_MIN 64
+/*
+ * Flows the filter ignored, remembered so that frames the daemon sent before
+ * it read the ignore can be recognised and dropped. A flow's late frames
+ * arrive within one channel round trip of its ignore, and the daemon waits
+ * for the verdict before it connects, so only its CLOSE or an ERROR are
+ * likely; for its record to be overwritten first, 4096 more flows would have
+ * to be ignored in that time.
+ */
+#define IGNORED_MAX 4096
+#define DIRS_BOTH   (SLUICE_SUB_OUT | SLUICE_SUB_IN)
+
+/*
+ * sluice_gather()'s state for one direction: buf holds the bytes
+ * [start, start + len) while a gather is under way (active). The buffer is
+ * kept for reuse until the flow goes, and never grows beyond the `max` of
+ * the gather, which is at most the flow's window.
+ */
+struct gather {
+	uint8_t *buf;
+	size_t len, cap;
+	uint64_t start;
+	bool active;
+};
 
 struct flow_dir {
-	uint64_t next;	/* offset the next DATA must start at */
-	bool eof;	/* the daemon reported the source's FIN */
-	bool shutdown;	/* a shutdown verdict is queued or sent */
-	bool pass_rest; /* the filter asked not to see this direction again */
+	uint64_t next;	  /* offset the next DATA must start at */
+	uint64_t decided; /* the furthest `to` of a pass, drop or replace sent */
+	bool eof;	  /* the daemon reported the source's FIN */
+	bool shutdown;	  /* a shutdown verdict is queued or sent */
+	bool pass_rest;	  /* the filter asked not to see this direction again */
+	struct gather gather;
 };
 
 struct flow {
 	uint64_t id;
 	void *user;
 	struct flow_dir dir[2];
+	uint32_t window; /* bytes the daemon holds per direction */
+	uint8_t dirs;	 /* SLUICE_SUB_* bits of the directions offered */
 	bool used;
-	bool closing; /* on_close is running: the flow takes no more verdicts */
-	bool reset;   /* the filter reset it: nothing more is offered or defaulted */
+	bool closing;	      /* on_close is running: the flow takes no more verdicts */
+	bool reset;	      /* the filter reset it: nothing more is offered or defaulted */
+	bool verdict_pending; /* the daemon waits for a connect-time verdict */
 };
 
 /* Open addressing with linear probing; at most half full. */
@@ -59,6 +87,11 @@ struct flow_table {
 	struct flow *slots;
 	size_t mask; /* slot count - 1, the count being a power of two */
 	size_t count;
+};
+
+struct ignored {
+	uint64_t id;
+	uint8_t dirs; /* the directions the daemon offered */
 };
 
 struct sluice_client {
@@ -76,9 +109,16 @@ struct sluice_client {
 	size_t out_cap, out_pos, out_len; /* [out_pos, out_len) is not yet sent */
 
 	struct flow_table flows;
+	/* A ring of the last IGNORED_MAX ignored flows; nignored counts all ever. */
+	struct ignored ignored[IGNORED_MAX];
+	size_t nignored;
 };
 
-/* The flow table. Pointers into it stay valid until the next insert or remove. */
+/*
+ * The flow table. Pointers into it stay valid until the next insert or
+ * remove; a callback may remove flows (sluice_ignore()), so handlers look
+ * their flow up again after calling one.
+ */
 
 static size_t flow_hash(uint64_t id)
 {
@@ -176,6 +216,50 @@ static void flow_remove(struct flow_table *t, struct flow *f)
 	t->count--;
 }
 
+static void flow_release(struct flow *f)
+{
+	free(f->dir[0].gather.buf);
+	free(f->dir[1].gather.buf);
+}
+
+static void flow_forget(struct flow_table *t, struct flow *f)
+{
+	flow_release(f);
+	flow_remove(t, f);
+}
+
+/* The record of an ignored flow, newest first, or NULL. */
+static struct ignored *ignored_find(struct sluice_client *c, uint64_t id)
+{
+	size_t n = c->nignored < IGNORED_MAX ? c->nignored : IGNORED_MAX, i;
+
+	for (i = 1; i <= n; i++) {
+		struct ignored *ig = &c->ignored[(c->nignored - i) % IGNORED_MAX];
+
+		if (ig->id == id)
+			return ig;
+	}
+	return NULL;
+}
+
+static unsigned dir_bit(uint8_t dir)
+{
+	return dir == SLUICE_DIR_OUT ? SLUICE_SUB_OUT : SLUICE_SUB_IN;
+}
+
+/*
+ * Records that the filter decided the bytes of s up to `to`. Deciding bytes
+ * a gather holds ends that gather: they are no longer the caller's to see.
+ */
+static void dir_decided(struct flow_dir *s, uint64_t to)
+{
+	if (!off_before(s->decided, to))
+		return;
+	s->decided = to;
+	if (s->gather.active && off_before(s->gather.start, to))
+		s->gather.active = false;
+}
+
 /* Channel I/O. */
 
 /*
@@ -211,7 +295,7 @@ static int64_t now_ms(void)
  */
 static int wait_fd(int fd, short events, int64_t deadline)
 {
-	struct pollfd p = {.fd = fd, .events = events};
+	struct pollfd p = { .fd = fd, .events = events };
 	int64_t left;
 	int r;
 
@@ -255,11 +339,9 @@ static int out_flush(struct sluice_client *c, bool block)
 	return 0;
 }
 
-/* Queues one VERDICT frame; len is at most sluice_client_max_payload(). */
-static int out_verdict(struct sluice_client *c, uint64_t flow, uint8_t dir, uint8_t op,
-		       uint64_t from, uint64_t to, const void *bytes, size_t len)
+/* Room for one frame of size bytes (at most max_frame) at the end of the output. */
+static int out_reserve(struct sluice_client *c, size_t size, uint8_t **ret)
 {
-	size_t size = FRAME_VERDICT_PREFIX + len;
 	int r;
 
 	if (c->out_len - c->out_pos >= OUT_HIGH) {
@@ -273,10 +355,38 @@ static int out_verdict(struct sluice_client *c, uint64_t flow, uint8_t dir, uint
 		c->out_len -= c->out_pos;
 		c->out_pos = 0;
 	}
-	frame_put_verdict_prefix(c->out + c->out_len, flow, dir, op, from, to, len);
-	if (len)
-		memcpy(c->out + c->out_len + FRAME_VERDICT_PREFIX, bytes, len);
+	*ret = c->out + c->out_len;
 	c->out_len += size;
+	return 0;
+}
+
+/* Queues one VERDICT frame; len is at most sluice_client_max_payload(). */
+static int out_verdict(struct sluice_client *c, uint64_t flow, uint8_t dir, uint8_t op,
+		       uint64_t from, uint64_t to, const void *bytes, size_t len)
+{
+	uint8_t *p;
+	int r;
+
+	r = out_reserve(c, FRAME_VERDICT_PREFIX + len, &p);
+	if (r < 0)
+		return r;
+	frame_put_verdict_prefix(p, flow, dir, op, from, to, len);
+	if (len)
+		memcpy(p + FRAME_VERDICT_PREFIX, bytes, len);
+	return 0;
+}
+
+static int out_open_verdict(struct sluice_client *c, const struct frame_open_verdict *v)
+{
+	struct frame f = { .type = SLUICE_FRAME_OPEN_VERDICT, .open_verdict = *v };
+	size_t size = frame_size(&f);
+	uint8_t *p;
+	int r;
+
+	r = out_reserve(c, size, &p);
+	if (r < 0)
+		return r;
+	frame_encode(p, size, &f);
 	return 0;
 }
 
@@ -318,17 +428,29 @@ static void put_sockaddr(struct sockaddr_storage *ss, uint8_t family, const uint
 	}
 }
 
+/*
+ * When the daemon waits for a connect-time verdict, on_open may give it,
+ * promise it for later (by returning 1), or neither, which allows the flow.
+ */
 static int handle_open(struct sluice_client *c, const struct frame *f)
 {
 	const struct frame_open *o = &f->open;
 	struct sluice_flow_info info;
+	struct flow *fl;
+	int r;
 
 	if (flow_find(&c->flows, o->flow))
 		return fail(c, -EPROTO);
-	if (!flow_insert(&c->flows, o->flow))
+	fl = flow_insert(&c->flows, o->flow);
+	if (!fl)
 		return fail(c, -ENOMEM);
+	fl->window = o->window ? o->window : c->window;
+	fl->dirs = f->flags & SLUICE_OPEN_F_IN_ONLY    ? SLUICE_SUB_IN
+		   : f->flags & SLUICE_OPEN_F_OUT_ONLY ? SLUICE_SUB_OUT
+						       : DIRS_BOTH;
+	fl->verdict_pending = !!(f->flags & SLUICE_OPEN_F_VERDICT);
 	if (!c->cb.on_open)
-		return 0;
+		return fl->verdict_pending ? sluice_allow(c, o->flow) : 0;
 
 	memset(&info, 0, sizeof(info));
 	info.id = o->flow;
@@ -341,37 +463,66 @@ static int handle_open(struct sluice_client *c, const struct frame *f)
 		info.pid = o->pid;
 		memcpy(info.comm, o->comm, o->comm_len);
 	}
-	info.window = o->window ? o->window : c->window;
-	return c->cb.on_open(c, &info, c->user);
+	info.window = fl->window;
+	info.verdict_wanted = fl->verdict_pending;
+	info.dirs = fl->dirs;
+	r = c->cb.on_open(c, &info, c->user);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	fl = flow_find(&c->flows, o->flow);
+	if (fl && fl->verdict_pending)
+		return sluice_allow(c, o->flow);
+	return 0;
 }
 
 /*
- * The daemon offers each direction's bytes exactly once and in order, so
- * anything but the next expected offset is a daemon bug that would make the
- * filter decide the wrong bytes.
+ * The daemon offers each direction's bytes once and in order, so a DATA that
+ * does not start at the next expected offset is a daemon bug that would make
+ * the filter decide the wrong bytes. The one exception is a re-offer after a
+ * peek: bytes offered before, from the daemon's decision point on. Verdicts
+ * may be on their way to the daemon, so that point can lie before ours; the
+ * part the filter has already decided is cut off, never shown again.
  */
 static int handle_data(struct sluice_client *c, const struct frame *f)
 {
 	const struct frame_data *d = &f->data;
 	struct flow *fl = flow_find(&c->flows, d->flow);
+	const uint8_t *bytes = d->bytes;
+	uint64_t offset = d->offset;
+	size_t len = d->len;
 	struct flow_dir *s;
 
 	if (!fl)
+		return ignored_find(c, d->flow) ? 0 : fail(c, -EPROTO);
+	if (!(fl->dirs & dir_bit(d->dir)))
 		return fail(c, -EPROTO);
 	s = &fl->dir[d->dir];
-	if (s->eof || d->offset != s->next)
-		return fail(c, -EPROTO);
-	s->next += d->len;
+	if (f->flags & SLUICE_DATA_F_REOFFER) {
+		if (off_before(s->next, offset + len))
+			return fail(c, -EPROTO);
+		if (off_before(offset, s->decided)) {
+			if (!off_before(s->decided, offset + len))
+				return 0;
+			bytes += s->decided - offset;
+			len -= s->decided - offset;
+			offset = s->decided;
+		}
+	} else {
+		if (s->eof || offset != s->next)
+			return fail(c, -EPROTO);
+		s->next += len;
+	}
 
 	/*
 	 * Chunks that were in flight when the filter gave up the direction or
 	 * reset the flow are the daemon's to handle now; nobody wants them.
 	 */
-	if (s->pass_rest || fl->reset)
+	if (s->pass_rest || s->shutdown || fl->reset)
 		return 0;
 	if (c->cb.on_data)
-		return c->cb.on_data(c, d->flow, d->dir, d->offset, d->bytes, d->len, c->user);
-	return out_verdict(c, d->flow, d->dir, SLUICE_VERDICT_PASS, 0, d->offset + d->len, NULL, 0);
+		return c->cb.on_data(c, d->flow, d->dir, offset, bytes, len, c->user);
+	dir_decided(s, offset + len);
+	return out_verdict(c, d->flow, d->dir, SLUICE_VERDICT_PASS, 0, offset + len, NULL, 0);
 }
 
 static int handle_eof(struct sluice_client *c, const struct frame *f)
@@ -382,6 +533,8 @@ static int handle_eof(struct sluice_client *c, const struct frame *f)
 	int r = 0;
 
 	if (!fl)
+		return ignored_find(c, d->flow) ? 0 : fail(c, -EPROTO);
+	if (!(fl->dirs & dir_bit(d->dir)))
 		return fail(c, -EPROTO);
 	s = &fl->dir[d->dir];
 	/* After pass_rest the daemon moves bytes we never see, so the FIN may lie beyond them. */
@@ -394,10 +547,10 @@ static int handle_eof(struct sluice_client *c, const struct frame *f)
 		r = c->cb.on_eof(c, d->flow, d->dir, d->offset, c->user);
 	if (r)
 		return r < 0 ? r : 0;
-	/* fl is still valid: callbacks cannot add or remove flows. */
-	if (s->shutdown || fl->reset)
+	fl = flow_find(&c->flows, d->flow);
+	if (!fl || fl->dir[d->dir].shutdown || fl->reset)
 		return 0;
-	s->shutdown = true;
+	fl->dir[d->dir].shutdown = true;
 	return out_verdict(c, d->flow, d->dir, SLUICE_VERDICT_SHUTDOWN, 0, 0, NULL, 0);
 }
 
@@ -406,18 +559,44 @@ static int handle_close(struct sluice_client *c, const struct frame *f)
 	struct flow *fl = flow_find(&c->flows, f->close.flow);
 
 	if (!fl)
-		return fail(c, -EPROTO);
+		return ignored_find(c, f->close.flow) ? 0 : fail(c, -EPROTO);
 	fl->closing = true;
-	if (c->cb.on_close)
+	if (c->cb.on_close) {
 		c->cb.on_close(c, f->close.flow, f->close.reason, c->user);
-	flow_remove(&c->flows, fl);
+		/* A closing flow cannot be ignored, so it is still there, perhaps moved. */
+		fl = flow_find(&c->flows, f->close.flow);
+	}
+	if (fl)
+		flow_forget(&c->flows, fl);
 	return 0;
 }
 
+/*
+ * An ignored flow gets no more callbacks, errors included. If the daemon
+ * refused the ignore (its wait for a verdict had already ended in allow),
+ * the flow is still ours: passing the rest of both directions gives it the
+ * unfiltered life that ignore promises, instead of leaving it waiting for
+ * verdicts nobody will give.
+ */
 static int handle_error(struct sluice_client *c, const struct frame *f)
 {
 	char text[SLUICE_ERROR_TEXT_MAX + 1];
+	struct ignored *ig = ignored_find(c, f->error.flow);
+	int r;
 
+	if (ig) {
+		if (f->error.ref_type != SLUICE_FRAME_OPEN_VERDICT ||
+		    f->error.code == SLUICE_ERR_FLOW_CLOSED)
+			return 0;
+		for (uint8_t dir = SLUICE_DIR_OUT; dir <= SLUICE_DIR_IN; dir++) {
+			if (!(ig->dirs & dir_bit(dir)))
+				continue;
+			r = out_verdict(c, ig->id, dir, SLUICE_VERDICT_PASS_REST, 0, 0, NULL, 0);
+			if (r < 0)
+				return r;
+		}
+		return 0;
+	}
 	if (!c->cb.on_error)
 		return 0;
 	memcpy(text, f->error.text, f->error.text_len);
@@ -497,13 +676,21 @@ static uint32_t le32(const uint8_t *p)
 }
 
 /*
- * Sends our HELLO and waits for the daemon's. Reads exactly one frame, so
- * whatever the daemon sends after its HELLO stays in the socket and makes it
- * readable for the caller's first poll.
+ * Sends our HELLO, and the subscription if there is one, and waits for the
+ * daemon's HELLO. Reads exactly one frame, so whatever the daemon sends after
+ * its HELLO stays in the socket and makes it readable for the caller's first
+ * poll.
+ *
+ * The SUBSCRIBE goes out in the same write as the HELLO rather than after the
+ * daemon's answer: the daemon decodes the frames of one read in order, so it
+ * then knows the subscription before it can give this filter a flow. Sent
+ * later, every flow that opened in between would come unsubscribed.
  */
-static int handshake(struct sluice_client *c, const char *name, uint32_t features)
+static int handshake(struct sluice_client *c, const char *name, uint32_t features,
+		     const struct frame *sub)
 {
-	uint8_t hello[SLUICE_FRAME_HEADER_SIZE + FRAME_HELLO_BODY + SLUICE_NAME_MAX];
+	uint8_t hello[SLUICE_FRAME_HEADER_SIZE + FRAME_HELLO_BODY + SLUICE_NAME_MAX +
+		      SLUICE_FRAME_HEADER_SIZE + FRAME_SUBSCRIBE_BODY + 4 * SLUICE_SUB_MAX_PORTS];
 	int64_t deadline = now_ms() + CONNECT_TIMEOUT_MS;
 	struct frame f = {
 		.type = SLUICE_FRAME_HELLO,
@@ -520,6 +707,12 @@ static int handshake(struct sluice_client *c, const char *name, uint32_t feature
 	len = frame_encode(hello, sizeof(hello), &f);
 	if (len < 0)
 		return (int)len;
+	if (sub) {
+		n = frame_encode(hello + len, sizeof(hello) - (size_t)len, sub);
+		if (n < 0)
+			return (int)n;
+		len += n;
+	}
 	while (sent < (size_t)len) {
 		n = send(c->fd, hello + sent, (size_t)len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n >= 0) {
@@ -589,11 +782,41 @@ static int copy_sized(void *dst, size_t dst_size, const void *src)
 	return 0;
 }
 
+/*
+ * The SUBSCRIBE frame that opts ask for. Returns 1 and fills ret when one is
+ * needed, 0 when the filter wants everything (the daemon's default), or
+ * -EINVAL.
+ */
+static int subscription(const struct sluice_client_opts *o, struct frame *ret)
+{
+	unsigned dirs = o->dirs ? o->dirs : DIRS_BOTH;
+	size_t i;
+
+	if (dirs & ~DIRS_BOTH)
+		return -EINVAL;
+	if (o->nports > SLUICE_SUB_MAX_PORTS || (o->nports && !o->ports))
+		return -EINVAL;
+	for (i = 0; i < o->nports; i++)
+		if (!o->ports[i].lo || o->ports[i].lo > o->ports[i].hi)
+			return -EINVAL;
+	if (dirs == DIRS_BOTH && !o->nports)
+		return 0;
+	memset(ret, 0, sizeof(*ret));
+	ret->type = SLUICE_FRAME_SUBSCRIBE;
+	ret->subscribe.dirs = (uint8_t)dirs;
+	ret->subscribe.nports = (uint8_t)o->nports;
+	for (i = 0; i < o->nports; i++) {
+		ret->subscribe.ports[i].lo = o->ports[i].lo;
+		ret->subscribe.ports[i].hi = o->ports[i].hi;
+	}
+	return 1;
+}
+
 static int connect_socket(const char *path)
 {
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	/* Bounds connect() when the daemon's listen backlog is full. */
-	struct timeval tv = {.tv_sec = CONNECT_TIMEOUT_MS / 1000};
+	struct timeval tv = { .tv_sec = CONNECT_TIMEOUT_MS / 1000 };
 	int fd, size = SOCKET_BUFFER;
 
 	if (strlen(path) >= sizeof(sun.sun_path))
@@ -622,8 +845,9 @@ SLUICE_EXPORT int sluice_client_connect(const struct sluice_client_opts *opts,
 {
 	struct sluice_client_opts o;
 	struct sluice_client *c;
+	struct frame sub;
 	const char *name;
-	int r;
+	int r, want_sub;
 
 	r = copy_sized(&o, sizeof(o), opts);
 	if (r < 0)
@@ -631,6 +855,9 @@ SLUICE_EXPORT int sluice_client_connect(const struct sluice_client_opts *opts,
 	name = o.name ? o.name : "filter";
 	if (strlen(name) > SLUICE_NAME_MAX)
 		return -EINVAL;
+	want_sub = subscription(&o, &sub);
+	if (want_sub < 0)
+		return want_sub;
 
 	c = calloc(1, sizeof(*c));
 	if (!c)
@@ -651,7 +878,7 @@ SLUICE_EXPORT int sluice_client_connect(const struct sluice_client_opts *opts,
 	if (r < 0)
 		goto fail;
 	c->fd = r;
-	r = handshake(c, name, o.features);
+	r = handshake(c, name, o.features, want_sub ? &sub : NULL);
 	if (r < 0)
 		goto fail;
 
@@ -676,6 +903,9 @@ SLUICE_EXPORT void sluice_client_free(struct sluice_client *c)
 		close(c->fd);
 	free(c->in);
 	free(c->out);
+	for (size_t i = 0; c->flows.slots && i <= c->flows.mask; i++)
+		if (c->flows.slots[i].used)
+			flow_release(&c->flows.slots[i]);
 	free(c->flows.slots);
 	free(c);
 }
@@ -695,7 +925,7 @@ SLUICE_EXPORT int sluice_client_dispatch(struct sluice_client *c)
 
 	if (c->dead)
 		return c->dead;
-	/* Flows are added and removed only here, which is what keeps callbacks' pointers valid. */
+	/* The input buffer is being decoded; a nested dispatch would decode it twice. */
 	if (c->dispatching)
 		return -EBUSY;
 	c->dispatching = true;
@@ -719,7 +949,7 @@ SLUICE_EXPORT int sluice_client_dispatch(struct sluice_client *c)
  */
 SLUICE_EXPORT int sluice_client_run(struct sluice_client *c)
 {
-	struct pollfd p = {.fd = c->fd};
+	struct pollfd p = { .fd = c->fd };
 	int r;
 
 	for (;;) {
@@ -759,14 +989,20 @@ static struct flow *verdict_flow(struct sluice_client *c, uint64_t flow, enum sl
 	return fl;
 }
 
+/* Pass, peek and drop; the first and last decide the bytes up to `to`. */
 static int simple_verdict(struct sluice_client *c, uint64_t flow, enum sluice_dir dir, uint8_t op,
 			  uint64_t to)
 {
+	struct flow *fl;
 	int r;
 
-	if (!verdict_flow(c, flow, dir, &r))
+	fl = verdict_flow(c, flow, dir, &r);
+	if (!fl)
 		return r;
-	return out_verdict(c, flow, dir, op, 0, to, NULL, 0);
+	r = out_verdict(c, flow, dir, op, 0, to, NULL, 0);
+	if (r == 0 && op != SLUICE_VERDICT_PEEK)
+		dir_decided(&fl->dir[dir], to);
+	return r;
 }
 
 SLUICE_EXPORT int sluice_pass(struct sluice_client *c, uint64_t flow, enum sluice_dir dir,
@@ -795,10 +1031,12 @@ SLUICE_EXPORT int sluice_drop(struct sluice_client *c, uint64_t flow, enum sluic
 SLUICE_EXPORT int sluice_replace(struct sluice_client *c, uint64_t flow, enum sluice_dir dir,
 				 uint64_t from, uint64_t to, const void *bytes, size_t len)
 {
+	struct flow *fl;
 	size_t max, first;
 	int r;
 
-	if (!verdict_flow(c, flow, dir, &r))
+	fl = verdict_flow(c, flow, dir, &r);
+	if (!fl)
 		return r;
 	if (off_before(to, from) || (len && !bytes))
 		return -EINVAL;
@@ -807,6 +1045,7 @@ SLUICE_EXPORT int sluice_replace(struct sluice_client *c, uint64_t flow, enum sl
 	r = out_verdict(c, flow, dir, SLUICE_VERDICT_REPLACE, from, to, bytes, first);
 	if (r < 0)
 		return r;
+	dir_decided(&fl->dir[dir], to);
 	return out_inject(c, flow, dir, (const uint8_t *)bytes + first, len - first);
 }
 
@@ -856,6 +1095,204 @@ SLUICE_EXPORT int sluice_reset(struct sluice_client *c, uint64_t flow)
 		return r;
 	fl->reset = true;
 	return out_verdict(c, flow, SLUICE_DIR_OUT, SLUICE_VERDICT_RESET, 0, 0, NULL, 0);
+}
+
+/*
+ * Connect-time verdicts. Only the first answer to an OPEN that asked for one
+ * is sent: a second, or one the daemon did not ask for, is -EINVAL.
+ */
+static int open_verdict(struct sluice_client *c, uint64_t flow, const struct frame_open_verdict *v)
+{
+	struct ignored *ig;
+	struct flow *fl;
+	int r;
+
+	fl = verdict_flow(c, flow, SLUICE_DIR_OUT, &r);
+	if (!fl)
+		return r;
+	if (!fl->verdict_pending)
+		return -EINVAL;
+	r = out_open_verdict(c, v);
+	if (r < 0)
+		return r;
+	fl->verdict_pending = false;
+	if (v->action == SLUICE_OPEN_IGNORE) {
+		ig = &c->ignored[c->nignored++ % IGNORED_MAX];
+		ig->id = flow;
+		ig->dirs = fl->dirs;
+		flow_forget(&c->flows, fl);
+	}
+	return 0;
+}
+
+SLUICE_EXPORT int sluice_allow(struct sluice_client *c, uint64_t flow)
+{
+	struct frame_open_verdict v = { .flow = flow, .action = SLUICE_OPEN_ALLOW };
+
+	return open_verdict(c, flow, &v);
+}
+
+SLUICE_EXPORT int sluice_deny(struct sluice_client *c, uint64_t flow)
+{
+	struct frame_open_verdict v = { .flow = flow, .action = SLUICE_OPEN_DENY };
+
+	return open_verdict(c, flow, &v);
+}
+
+/* The daemon refuses port 0, so it is refused here, where the caller sees why. */
+SLUICE_EXPORT int sluice_redirect(struct sluice_client *c, uint64_t flow,
+				  const struct sockaddr *addr, socklen_t len)
+{
+	struct frame_open_verdict v = { .flow = flow, .action = SLUICE_OPEN_REDIRECT };
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)addr;
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)addr;
+
+	if (addr && addr->sa_family == AF_INET && len >= sizeof(*sin)) {
+		v.family = 4;
+		v.port = ntohs(sin->sin_port);
+		memcpy(v.addr, &sin->sin_addr, 4);
+	} else if (addr && addr->sa_family == AF_INET6 && len >= sizeof(*sin6)) {
+		v.family = 6;
+		v.port = ntohs(sin6->sin6_port);
+		memcpy(v.addr, &sin6->sin6_addr, 16);
+	} else {
+		return -EINVAL;
+	}
+	if (!v.port)
+		return -EINVAL;
+	return open_verdict(c, flow, &v);
+}
+
+/*
+ * The flow is forgotten at once. The daemon sends nothing more about it once
+ * it has read the ignore, not even CLOSE; what it sent before is dropped on
+ * arrival (see handle_data()).
+ */
+SLUICE_EXPORT int sluice_ignore(struct sluice_client *c, uint64_t flow)
+{
+	struct frame_open_verdict v = { .flow = flow, .action = SLUICE_OPEN_IGNORE };
+
+	return open_verdict(c, flow, &v);
+}
+
+/* Room for need bytes, need being at most max; the buffer grows by doubling up to max. */
+static int gather_reserve(struct gather *g, size_t need, size_t max)
+{
+	size_t cap = g->cap ? g->cap : 256;
+	uint8_t *buf;
+
+	if (need <= g->cap)
+		return 0;
+	while (cap < need)
+		cap *= 2;
+	if (cap > max)
+		cap = max;
+	buf = realloc(g->buf, cap);
+	if (!buf)
+		return -ENOMEM;
+	g->buf = buf;
+	g->cap = cap;
+	return 0;
+}
+
+/* Searches data[0..len) from scratch; see sluice_gather(). */
+static int gather_chunk(struct gather *g, uint64_t offset, const uint8_t *data, size_t len,
+			const void *delim, size_t dlen, size_t max, uint64_t *ret_start,
+			const uint8_t **ret_data, size_t *ret_len)
+{
+	size_t n = len < max ? len : max;
+	const uint8_t *p = memmem(data, n, delim, dlen);
+	int r;
+
+	if (p) {
+		*ret_start = offset;
+		*ret_data = data;
+		*ret_len = (size_t)(p - data) + dlen;
+		return 1;
+	}
+	if (n == max)
+		return -EMSGSIZE;
+	if (!len)
+		return 0;
+	r = gather_reserve(g, len, max);
+	if (r < 0)
+		return r;
+	memcpy(g->buf, data, len);
+	g->len = len;
+	g->start = offset;
+	g->active = true;
+	return 0;
+}
+
+/*
+ * A gather either searches the chunk in place (nothing is buffered, or the
+ * chunk, a re-offer, holds everything that is) or appends to the buffer the
+ * bytes beyond what it holds and searches from dlen - 1 bytes before the
+ * join, where a delimiter split across chunks would begin. The buffer never
+ * holds a delimiter's end, so it never holds more than max bytes.
+ */
+SLUICE_EXPORT int sluice_gather(struct sluice_client *c, uint64_t flow, enum sluice_dir dir,
+				uint64_t offset, const uint8_t *data, size_t len, const void *delim,
+				size_t dlen, size_t max, uint64_t *ret_start,
+				const uint8_t **ret_data, size_t *ret_len)
+{
+	struct gather *g;
+	struct flow *fl;
+	const uint8_t *p;
+	size_t skip, take, from;
+	uint64_t end;
+	int r;
+
+	fl = verdict_flow(c, flow, dir, &r);
+	if (!fl)
+		return r;
+	if (!delim || !dlen || dlen > max || (len && !data))
+		return -EINVAL;
+	if (max > fl->window)
+		return -EMSGSIZE;
+	g = &fl->dir[dir].gather;
+	if (!g->active)
+		return gather_chunk(g, offset, data, len, delim, dlen, max, ret_start, ret_data,
+				    ret_len);
+
+	end = g->start + g->len;
+	if (off_before(end, offset))
+		return -EINVAL; /* the bytes between were never given to us */
+	if (off_before_eq(offset, g->start) && off_before_eq(end, offset + len)) {
+		g->active = false;
+		skip = (size_t)(g->start - offset);
+		return gather_chunk(g, g->start, data + skip, len - skip, delim, dlen, max,
+				    ret_start, ret_data, ret_len);
+	}
+	skip = (size_t)(end - offset);
+	if (skip >= len)
+		return 0;
+	if (g->len >= max) {
+		/* A smaller max than the gather began with. */
+		g->active = false;
+		return -EMSGSIZE;
+	}
+
+	take = len - skip < max - g->len ? len - skip : max - g->len;
+	r = gather_reserve(g, g->len + take, max);
+	if (r < 0)
+		return r;
+	memcpy(g->buf + g->len, data + skip, take);
+	from = g->len > dlen - 1 ? g->len - (dlen - 1) : 0;
+	g->len += take;
+	p = memmem(g->buf + from, g->len - from, delim, dlen);
+	if (p) {
+		g->active = false;
+		*ret_start = g->start;
+		*ret_data = g->buf;
+		*ret_len = (size_t)(p - g->buf) + dlen;
+		return 1;
+	}
+	if (g->len == max) {
+		g->active = false;
+		return -EMSGSIZE;
+	}
+	return 0;
 }
 
 SLUICE_EXPORT int sluice_flow_set_user(struct sluice_client *c, uint64_t flow, void *ptr)

@@ -29,10 +29,10 @@ static uint8_t comm_max[SLUICE_COMM_MAX + 1];
 static uint8_t text_max[SLUICE_ERROR_TEXT_MAX + 1];
 static const uint8_t payload[] = "GET / HTTP/1.1\r\nHost: example.org\r\n\r\n";
 
-static const uint8_t v4_a[16] = {192, 0, 2, 1};
-static const uint8_t v4_b[16] = {198, 51, 100, 7};
-static const uint8_t v6_a[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
-static const uint8_t v6_b[16] = {0x20, 0x01, 0x0d, 0xb8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+static const uint8_t v4_a[16] = { 192, 0, 2, 1 };
+static const uint8_t v4_b[16] = { 198, 51, 100, 7 };
+static const uint8_t v6_a[16] = { 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 };
+static const uint8_t v6_b[16] = { 0x20, 0x01, 0x0d, 0xb8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 };
 
 /* Valid frames of every type, with every field set to something distinct. */
 static struct frame samples[64];
@@ -47,14 +47,14 @@ static void add_sample(struct frame f)
 static struct frame verdict(uint8_t op, uint64_t from, uint64_t to, const uint8_t *bytes,
 			    size_t len)
 {
-	return (struct frame){.type = SLUICE_FRAME_VERDICT,
-			      .verdict = {.flow = 0x0102030405060708ull,
-					  .dir = SLUICE_DIR_IN,
-					  .op = op,
-					  .from = from,
-					  .to = to,
-					  .bytes = bytes,
-					  .len = len}};
+	return (struct frame){ .type = SLUICE_FRAME_VERDICT,
+			       .verdict = { .flow = 0x0102030405060708ull,
+					    .dir = SLUICE_DIR_IN,
+					    .op = op,
+					    .from = from,
+					    .to = to,
+					    .bytes = bytes,
+					    .len = len } };
 }
 
 static struct frame open_frame(uint8_t family, uint8_t flags, const uint8_t *comm, size_t len)
@@ -62,15 +62,15 @@ static struct frame open_frame(uint8_t family, uint8_t flags, const uint8_t *com
 	struct frame f = {
 		.type = SLUICE_FRAME_OPEN,
 		.flags = flags,
-		.open = {.flow = 0xfedcba9876543210ull,
-			 .family = family,
-			 .src_port = 40000,
-			 .dst_port = 443,
-			 .uid = 1000,
-			 .pid = 4242,
-			 .window = 262144,
-			 .comm = comm,
-			 .comm_len = len},
+		.open = { .flow = 0xfedcba9876543210ull,
+			  .family = family,
+			  .src_port = 40000,
+			  .dst_port = 443,
+			  .uid = 1000,
+			  .pid = 4242,
+			  .window = 262144,
+			  .comm = comm,
+			  .comm_len = len },
 	};
 
 	memcpy(f.open.src, family == 4 ? v4_a : v6_a, 16);
@@ -80,12 +80,24 @@ static struct frame open_frame(uint8_t family, uint8_t flags, const uint8_t *com
 
 static struct frame open_verdict(uint8_t action, uint8_t family, uint16_t port, const uint8_t *addr)
 {
-	struct frame f = {
-		.type = SLUICE_FRAME_OPEN_VERDICT,
-		.open_verdict = {.flow = 77, .action = action, .family = family, .port = port}};
+	struct frame f = { .type = SLUICE_FRAME_OPEN_VERDICT,
+			   .open_verdict = {
+				   .flow = 77, .action = action, .family = family, .port = port } };
 
 	if (addr)
 		memcpy(f.open_verdict.addr, addr, 16);
+	return f;
+}
+
+static struct frame subscribe(uint8_t dirs, uint8_t nports, uint16_t first_lo)
+{
+	struct frame f = { .type = SLUICE_FRAME_SUBSCRIBE,
+			   .subscribe = { .dirs = dirs, .nports = nports } };
+
+	for (unsigned i = 0; i < nports && i < SLUICE_SUB_MAX_PORTS; i++) {
+		f.subscribe.ports[i].lo = (uint16_t)(first_lo + 2 * i);
+		f.subscribe.ports[i].hi = (uint16_t)(first_lo + 2 * i + i % 2);
+	}
 	return f;
 }
 
@@ -97,45 +109,58 @@ static int setup_samples(void **state)
 		text_max[i] = (uint8_t)('a' + i % 26);
 	nsamples = 0;
 
-	add_sample((struct frame){.type = SLUICE_FRAME_HELLO,
-				  .hello = {.version = SLUICE_PROTOCOL_VERSION,
-					    .max_frame = SLUICE_FRAME_DEFAULT_MAX,
-					    .window = 65536,
-					    .features = SLUICE_FEATURE_OPEN_VERDICT,
-					    .name = (const uint8_t *)"passthrough",
-					    .name_len = 11}});
-	add_sample((struct frame){.type = SLUICE_FRAME_HELLO,
-				  .hello = {.version = 0xffff,
-					    .max_frame = SLUICE_FRAME_MIN_MAX,
-					    .window = UINT32_MAX,
-					    .features = 0xfffffffe}});
-	add_sample((struct frame){.type = SLUICE_FRAME_HELLO,
-				  .hello = {.version = 2,
-					    .max_frame = SLUICE_FRAME_HARD_MAX,
-					    .name = name_max,
-					    .name_len = SLUICE_NAME_MAX}});
+	add_sample((struct frame){ .type = SLUICE_FRAME_HELLO,
+				   .hello = { .version = SLUICE_PROTOCOL_VERSION,
+					      .max_frame = SLUICE_FRAME_DEFAULT_MAX,
+					      .window = 65536,
+					      .features = SLUICE_FEATURE_OPEN_VERDICT,
+					      .name = (const uint8_t *)"passthrough",
+					      .name_len = 11 } });
+	add_sample((struct frame){ .type = SLUICE_FRAME_HELLO,
+				   .hello = { .version = 0xffff,
+					      .max_frame = SLUICE_FRAME_MIN_MAX,
+					      .window = UINT32_MAX,
+					      .features = 0xfffffffe } });
+	add_sample((struct frame){ .type = SLUICE_FRAME_HELLO,
+				   .hello = { .version = 2,
+					      .max_frame = SLUICE_FRAME_HARD_MAX,
+					      .name = name_max,
+					      .name_len = SLUICE_NAME_MAX } });
 
 	add_sample(
 		open_frame(4, SLUICE_OPEN_F_UID | SLUICE_OPEN_F_PID, (const uint8_t *)"curl", 4));
 	add_sample(open_frame(6, 0, NULL, 0));
 	add_sample(open_frame(6, SLUICE_OPEN_F_PID, comm_max, SLUICE_COMM_MAX));
 	add_sample(open_frame(4, SLUICE_OPEN_F_UID, NULL, 0));
+	add_sample(open_frame(4, SLUICE_OPEN_F_VERDICT | SLUICE_OPEN_F_IN_ONLY, NULL, 0));
+	add_sample(open_frame(6,
+			      SLUICE_OPEN_F_UID | SLUICE_OPEN_F_PID | SLUICE_OPEN_F_VERDICT |
+				      SLUICE_OPEN_F_OUT_ONLY,
+			      (const uint8_t *)"wget", 4));
 
-	add_sample((struct frame){.type = SLUICE_FRAME_DATA,
-				  .data = {.flow = 1,
-					   .dir = SLUICE_DIR_OUT,
-					   .offset = 0,
-					   .bytes = payload,
-					   .len = sizeof(payload) - 1}});
+	add_sample((struct frame){ .type = SLUICE_FRAME_DATA,
+				   .data = { .flow = 1,
+					     .dir = SLUICE_DIR_OUT,
+					     .offset = 0,
+					     .bytes = payload,
+					     .len = sizeof(payload) - 1 } });
 	add_sample((struct frame){
 		.type = SLUICE_FRAME_DATA,
-		.data = {.flow = UINT64_MAX, .dir = SLUICE_DIR_IN, .offset = UINT64_MAX - 3}});
-	add_sample((struct frame){.type = SLUICE_FRAME_EOF,
-				  .data = {.flow = 99, .dir = SLUICE_DIR_IN, .offset = 123456789}});
-	add_sample((struct frame){.type = SLUICE_FRAME_EOF,
-				  .data = {.flow = 0, .dir = SLUICE_DIR_OUT, .offset = 0}});
-	add_sample((struct frame){.type = SLUICE_FRAME_CLOSE,
-				  .close = {.flow = 0x8000000000000001ull, .reason = 104}});
+		.data = { .flow = UINT64_MAX, .dir = SLUICE_DIR_IN, .offset = UINT64_MAX - 3 } });
+	add_sample((struct frame){ .type = SLUICE_FRAME_DATA,
+				   .flags = SLUICE_DATA_F_REOFFER,
+				   .data = { .flow = 2,
+					     .dir = SLUICE_DIR_IN,
+					     .offset = 4096,
+					     .bytes = payload,
+					     .len = 7 } });
+	add_sample((struct frame){
+		.type = SLUICE_FRAME_EOF,
+		.data = { .flow = 99, .dir = SLUICE_DIR_IN, .offset = 123456789 } });
+	add_sample((struct frame){ .type = SLUICE_FRAME_EOF,
+				   .data = { .flow = 0, .dir = SLUICE_DIR_OUT, .offset = 0 } });
+	add_sample((struct frame){ .type = SLUICE_FRAME_CLOSE,
+				   .close = { .flow = 0x8000000000000001ull, .reason = 104 } });
 
 	/* VERDICT for every operation; only replace and inject carry bytes. */
 	add_sample(verdict(SLUICE_VERDICT_PASS, 0, 4096, NULL, 0));
@@ -156,20 +181,33 @@ static int setup_samples(void **state)
 	add_sample(open_verdict(SLUICE_OPEN_REDIRECT, 6, 65535, v6_b));
 	add_sample(open_verdict(SLUICE_OPEN_IGNORE, 0, 0, NULL));
 
-	add_sample((struct frame){.type = SLUICE_FRAME_ERROR,
-				  .error = {.flow = 5,
-					    .code = SLUICE_ERR_BAD_OFFSET,
-					    .ref_type = SLUICE_FRAME_VERDICT,
-					    .text = (const uint8_t *)"offset backwards",
-					    .text_len = 16}});
-	add_sample(
-		(struct frame){.type = SLUICE_FRAME_ERROR, .error = {.code = SLUICE_ERR_PROTOCOL}});
-	add_sample((struct frame){.type = SLUICE_FRAME_ERROR,
-				  .error = {.flow = 6,
-					    .code = UINT32_MAX,
-					    .ref_type = 255,
-					    .text = text_max,
-					    .text_len = SLUICE_ERROR_TEXT_MAX}});
+	add_sample((struct frame){ .type = SLUICE_FRAME_ERROR,
+				   .error = { .flow = 5,
+					      .code = SLUICE_ERR_BAD_OFFSET,
+					      .ref_type = SLUICE_FRAME_VERDICT,
+					      .text = (const uint8_t *)"offset backwards",
+					      .text_len = 16 } });
+	add_sample((struct frame){ .type = SLUICE_FRAME_ERROR,
+				   .error = { .code = SLUICE_ERR_PROTOCOL } });
+	add_sample(subscribe(SLUICE_SUB_OUT | SLUICE_SUB_IN, 3, 80));
+	add_sample((struct frame){ .type = SLUICE_FRAME_ERROR,
+				   .error = { .flow = 6,
+					      .code = UINT32_MAX,
+					      .ref_type = 255,
+					      .text = text_max,
+					      .text_len = SLUICE_ERROR_TEXT_MAX } });
+
+	/* SUBSCRIBE: one direction or both, no ports or up to the limit. */
+	add_sample(subscribe(SLUICE_SUB_OUT, 0, 0));
+	add_sample(subscribe(SLUICE_SUB_IN, SLUICE_SUB_MAX_PORTS, 1));
+	add_sample(subscribe(SLUICE_SUB_OUT, 1, 443));
+	{
+		struct frame f = subscribe(SLUICE_SUB_IN, 2, 1);
+
+		f.subscribe.ports[0].hi = 65535; /* every port, as one range */
+		f.subscribe.ports[1].lo = f.subscribe.ports[1].hi = 65535;
+		add_sample(f);
+	}
 	return 0;
 }
 
@@ -204,6 +242,9 @@ static struct frame sample_empty(uint8_t type)
 		break;
 	case SLUICE_FRAME_ERROR:
 		f.error.text_len = 0;
+		break;
+	case SLUICE_FRAME_SUBSCRIBE:
+		f.subscribe.nports = 0;
 		break;
 	}
 	return f;
@@ -370,6 +411,14 @@ static void assert_frame_equal(const struct frame *a, const struct frame *b)
 		assert_bytes_equal(a->error.text, a->error.text_len, b->error.text,
 				   b->error.text_len);
 		break;
+	case SLUICE_FRAME_SUBSCRIBE:
+		assert_int_equal(a->subscribe.dirs, b->subscribe.dirs);
+		assert_int_equal(a->subscribe.nports, b->subscribe.nports);
+		for (unsigned i = 0; i < a->subscribe.nports; i++) {
+			assert_int_equal(a->subscribe.ports[i].lo, b->subscribe.ports[i].lo);
+			assert_int_equal(a->subscribe.ports[i].hi, b->subscribe.ports[i].hi);
+		}
+		break;
 	default:
 		fail_msg("unexpected frame type %u", a->type);
 	}
@@ -378,8 +427,8 @@ static void assert_frame_equal(const struct frame *a, const struct frame *b)
 /* Every sample encodes to frame_size() bytes and decodes to the same fields. */
 static void test_round_trip(void **state)
 {
-	uint8_t seen[SLUICE_FRAME_TYPE_MAX + 1] = {0};
-	uint8_t ops[SLUICE_VERDICT_OP_MAX + 1] = {0};
+	uint8_t seen[SLUICE_FRAME_TYPE_MAX + 1] = { 0 };
+	uint8_t ops[SLUICE_VERDICT_OP_MAX + 1] = { 0 };
 
 	for (size_t i = 0; i < nsamples; i++) {
 		uint8_t buf[BUF_SIZE];
@@ -432,13 +481,15 @@ static void test_lengths(void **state)
 		size_t body;
 		size_t var_max; /* SIZE_MAX: bounded by max_frame only */
 	} types[] = {
-		{SLUICE_FRAME_HELLO, FRAME_HELLO_BODY, SLUICE_NAME_MAX},
-		{SLUICE_FRAME_OPEN, FRAME_OPEN_BODY, SLUICE_COMM_MAX},
-		{SLUICE_FRAME_DATA, FRAME_DATA_BODY, SIZE_MAX},
-		{SLUICE_FRAME_EOF, FRAME_EOF_BODY, 0},
-		{SLUICE_FRAME_CLOSE, FRAME_CLOSE_BODY, 0},
-		{SLUICE_FRAME_OPEN_VERDICT, FRAME_OPEN_VERDICT_BODY, 0},
-		{SLUICE_FRAME_ERROR, FRAME_ERROR_BODY, SLUICE_ERROR_TEXT_MAX},
+		{ SLUICE_FRAME_HELLO, FRAME_HELLO_BODY, SLUICE_NAME_MAX },
+		{ SLUICE_FRAME_OPEN, FRAME_OPEN_BODY, SLUICE_COMM_MAX },
+		{ SLUICE_FRAME_DATA, FRAME_DATA_BODY, SIZE_MAX },
+		{ SLUICE_FRAME_EOF, FRAME_EOF_BODY, 0 },
+		{ SLUICE_FRAME_CLOSE, FRAME_CLOSE_BODY, 0 },
+		{ SLUICE_FRAME_OPEN_VERDICT, FRAME_OPEN_VERDICT_BODY, 0 },
+		{ SLUICE_FRAME_ERROR, FRAME_ERROR_BODY, SLUICE_ERROR_TEXT_MAX },
+		/* Without ports; test_subscribe() covers lengths that go with ports. */
+		{ SLUICE_FRAME_SUBSCRIBE, FRAME_SUBSCRIBE_BODY, 0 },
 	};
 	struct {
 		struct frame f;
@@ -464,7 +515,7 @@ static void test_lengths(void **state)
 		size_t var = cases[i].var_max == SIZE_MAX ? 100 : cases[i].var_max;
 		uint32_t max_frame = cases[i].fixed + var + 16;
 		size_t top = max_frame + 16;
-		uint8_t buf[BUF_SIZE] = {0};
+		uint8_t buf[BUF_SIZE] = { 0 };
 
 		assert_true(top <= sizeof(buf));
 		encode(buf, sizeof(buf), &cases[i].f);
@@ -497,8 +548,8 @@ static void test_lengths(void **state)
  */
 static void test_lengths_header_only(void **state)
 {
-	static const uint32_t too_big[] = {SLUICE_FRAME_MIN_MAX + 1, SLUICE_FRAME_DEFAULT_MAX,
-					   SLUICE_FRAME_HARD_MAX + 1, UINT32_MAX};
+	static const uint32_t too_big[] = { SLUICE_FRAME_MIN_MAX + 1, SLUICE_FRAME_DEFAULT_MAX,
+					    SLUICE_FRAME_HARD_MAX + 1, UINT32_MAX };
 
 	for (size_t i = 0; i < nsamples; i++) {
 		uint8_t buf[BUF_SIZE];
@@ -544,14 +595,19 @@ static const struct {
 	uint8_t reserved[8];
 	size_t nreserved;
 } layouts[] = {
-	{SLUICE_FRAME_HELLO, 0, {10, 11}, 2},
-	{SLUICE_FRAME_OPEN, SLUICE_OPEN_F_UID | SLUICE_OPEN_F_PID, {17, 22, 23, 68, 69, 70, 71}, 7},
-	{SLUICE_FRAME_DATA, 0, {17, 18, 19, 20, 21, 22, 23}, 7},
-	{SLUICE_FRAME_EOF, 0, {17, 18, 19, 20, 21, 22, 23}, 7},
-	{SLUICE_FRAME_CLOSE, 0, {20, 21, 22, 23}, 4},
-	{SLUICE_FRAME_VERDICT, 0, {18, 19, 20, 21, 22, 23}, 6},
-	{SLUICE_FRAME_OPEN_VERDICT, 0, {20, 21, 22, 23}, 4},
-	{SLUICE_FRAME_ERROR, 0, {21, 22, 23}, 3},
+	{ SLUICE_FRAME_HELLO, 0, { 10, 11 }, 2 },
+	{ SLUICE_FRAME_OPEN,
+	  SLUICE_OPEN_F_UID | SLUICE_OPEN_F_PID | SLUICE_OPEN_F_VERDICT | SLUICE_OPEN_F_IN_ONLY |
+		  SLUICE_OPEN_F_OUT_ONLY,
+	  { 17, 22, 23, 68, 69, 70, 71 },
+	  7 },
+	{ SLUICE_FRAME_DATA, SLUICE_DATA_F_REOFFER, { 17, 18, 19, 20, 21, 22, 23 }, 7 },
+	{ SLUICE_FRAME_EOF, 0, { 17, 18, 19, 20, 21, 22, 23 }, 7 },
+	{ SLUICE_FRAME_CLOSE, 0, { 20, 21, 22, 23 }, 4 },
+	{ SLUICE_FRAME_VERDICT, 0, { 18, 19, 20, 21, 22, 23 }, 6 },
+	{ SLUICE_FRAME_OPEN_VERDICT, 0, { 20, 21, 22, 23 }, 4 },
+	{ SLUICE_FRAME_ERROR, 0, { 21, 22, 23 }, 3 },
+	{ SLUICE_FRAME_SUBSCRIBE, 0, { 10, 11 }, 2 },
 };
 
 /*
@@ -652,15 +708,15 @@ static void test_bad_fields(void **state)
 	/* HELLO: version 0, max_frame outside [MIN_MAX, HARD_MAX]. */
 	cases[n] = *sample_of(SLUICE_FRAME_HELLO);
 	cases[n++].hello.version = 0;
-	static const uint32_t bad_max[] = {0, SLUICE_FRAME_MIN_MAX - 1, SLUICE_FRAME_HARD_MAX + 1,
-					   UINT32_MAX};
+	static const uint32_t bad_max[] = { 0, SLUICE_FRAME_MIN_MAX - 1, SLUICE_FRAME_HARD_MAX + 1,
+					    UINT32_MAX };
 	for (size_t i = 0; i < ARRAY_SIZE(bad_max); i++) {
 		cases[n] = *sample_of(SLUICE_FRAME_HELLO);
 		cases[n++].hello.max_frame = bad_max[i];
 	}
 
 	/* OPEN: address families other than 4 and 6. */
-	static const uint8_t bad_family[] = {0, 2, 5, 10, 255};
+	static const uint8_t bad_family[] = { 0, 2, 5, 10, 255 };
 	for (size_t i = 0; i < ARRAY_SIZE(bad_family); i++) {
 		cases[n] = *sample_of(SLUICE_FRAME_OPEN);
 		cases[n++].open.family = bad_family[i];
@@ -671,6 +727,28 @@ static void test_bad_fields(void **state)
 	cases[n++] = open_verdict(SLUICE_OPEN_IGNORE + 1, 0, 0, NULL);
 	cases[n++] = open_verdict(SLUICE_OPEN_REDIRECT, 0, 80, v4_a);
 	cases[n++] = open_verdict(SLUICE_OPEN_REDIRECT, 5, 80, v4_a);
+
+	/* OPEN offering neither direction; EOF marked as a re-offer. */
+	cases[n] = *sample_of(SLUICE_FRAME_OPEN);
+	cases[n++].flags |= SLUICE_OPEN_F_IN_ONLY | SLUICE_OPEN_F_OUT_ONLY;
+	cases[n] = *sample_of(SLUICE_FRAME_EOF);
+	cases[n++].flags = SLUICE_DATA_F_REOFFER;
+
+	/* SUBSCRIBE: no direction, unknown direction bits, empty or reversed ranges. */
+	static const uint8_t bad_dirs[] = { 0, 4, SLUICE_SUB_OUT | 8, 0x80, 0xff };
+	for (size_t i = 0; i < ARRAY_SIZE(bad_dirs); i++)
+		cases[n++] = subscribe(bad_dirs[i], 2, 80);
+	cases[n] = subscribe(SLUICE_SUB_OUT, 3, 80);
+	cases[n++].subscribe.ports[2].lo = 0;
+	cases[n] = subscribe(SLUICE_SUB_OUT, 3, 80);
+	cases[n].subscribe.ports[0].lo = 0;
+	cases[n++].subscribe.ports[0].hi = 0;
+	cases[n] = subscribe(SLUICE_SUB_IN, 2, 80);
+	cases[n].subscribe.ports[1].lo = 443;
+	cases[n++].subscribe.ports[1].hi = 442;
+	cases[n] = subscribe(SLUICE_SUB_IN, 1, 80);
+	cases[n].subscribe.ports[0].lo = 65535;
+	cases[n++].subscribe.ports[0].hi = 1;
 
 	assert_true(n <= ARRAY_SIZE(cases));
 	for (size_t i = 0; i < n; i++) {
@@ -762,16 +840,16 @@ static void test_back_to_back(void **state)
  */
 static void test_prefix_writers(void **state)
 {
-	static const size_t lens[] = {0, 1, 5, sizeof(payload) - 1};
+	static const size_t lens[] = { 0, 1, 5, sizeof(payload) - 1 };
 
 	for (size_t i = 0; i < ARRAY_SIZE(lens); i++) {
 		uint8_t buf[BUF_SIZE], want[BUF_SIZE];
-		struct frame f, d = {.type = SLUICE_FRAME_DATA,
-				     .data = {.flow = 0x1122334455667788ull,
-					      .dir = SLUICE_DIR_IN,
-					      .offset = UINT64_MAX - 1,
-					      .bytes = payload,
-					      .len = lens[i]}};
+		struct frame f, d = { .type = SLUICE_FRAME_DATA,
+				      .data = { .flow = 0x1122334455667788ull,
+						.dir = SLUICE_DIR_IN,
+						.offset = UINT64_MAX - 1,
+						.bytes = payload,
+						.len = lens[i] } };
 		size_t size;
 
 		memset(buf, 0xee, sizeof(buf));
@@ -786,8 +864,8 @@ static void test_prefix_writers(void **state)
 		assert_memory_equal(buf, want, size);
 	}
 
-	static const uint8_t ops[] = {SLUICE_VERDICT_REPLACE, SLUICE_VERDICT_INJECT,
-				      SLUICE_VERDICT_PASS, SLUICE_VERDICT_DROP};
+	static const uint8_t ops[] = { SLUICE_VERDICT_REPLACE, SLUICE_VERDICT_INJECT,
+				       SLUICE_VERDICT_PASS, SLUICE_VERDICT_DROP };
 	for (size_t i = 0; i < ARRAY_SIZE(ops); i++) {
 		for (size_t j = 0; j < ARRAY_SIZE(lens); j++) {
 			uint8_t buf[BUF_SIZE], want[BUF_SIZE];
@@ -835,6 +913,63 @@ static void test_encode_nobufs(void **state)
 	}
 }
 
+/*
+ * SUBSCRIBE's length must be exactly its fixed part and nports ranges: a
+ * range more or less, or a count above SLUICE_SUB_MAX_PORTS even with the
+ * matching length, is refused.
+ */
+static void test_subscribe(void **state)
+{
+	static uint8_t buf[BUF_SIZE];
+	struct frame f = subscribe(SLUICE_SUB_OUT, 2, 8000), got;
+	size_t n = encode(buf, sizeof(buf), &f), size;
+
+	assert_int_equal(n, SLUICE_FRAME_HEADER_SIZE + FRAME_SUBSCRIBE_BODY + 2 * 4);
+	assert_int_equal(decode(buf, n, SLUICE_FRAME_DEFAULT_MAX, &got, &size, NULL), 1);
+	assert_frame_equal(&got, &f);
+
+	/* nports says 2; the length says 0, 1, 3 or a byte off. */
+	static const size_t bad_lengths[] = { SLUICE_FRAME_HEADER_SIZE + FRAME_SUBSCRIBE_BODY,
+					      SLUICE_FRAME_HEADER_SIZE + FRAME_SUBSCRIBE_BODY + 4,
+					      SLUICE_FRAME_HEADER_SIZE + FRAME_SUBSCRIBE_BODY + 12,
+					      SLUICE_FRAME_HEADER_SIZE + FRAME_SUBSCRIBE_BODY + 7,
+					      SLUICE_FRAME_HEADER_SIZE + FRAME_SUBSCRIBE_BODY + 9 };
+	for (size_t i = 0; i < ARRAY_SIZE(bad_lengths); i++) {
+		uint8_t copy[BUF_SIZE] = { 0 };
+
+		memcpy(copy, buf, n);
+		/* Ranges that would be valid, so that only the count is wrong. */
+		copy[n] = 1;
+		copy[n + 2] = 1;
+		put32(copy, (uint32_t)bad_lengths[i]);
+		assert_bad(copy, bad_lengths[i], SLUICE_FRAME_DEFAULT_MAX);
+	}
+
+	/* nports from 0 to the limit with the matching length all decode... */
+	for (unsigned np = 0; np <= SLUICE_SUB_MAX_PORTS; np++) {
+		f = subscribe(SLUICE_SUB_IN, (uint8_t)np, 1000);
+		n = encode(buf, sizeof(buf), &f);
+		assert_int_equal(decode(buf, n, SLUICE_FRAME_DEFAULT_MAX, &got, &size, NULL), 1);
+		assert_frame_equal(&got, &f);
+	}
+	/* ...and one more, with its length and valid ranges, does not. */
+	n += 4;
+	buf[n - 4] = 0x10;
+	buf[n - 3] = 0;
+	buf[n - 2] = 0x20;
+	buf[n - 1] = 0;
+	buf[SLUICE_FRAME_HEADER_SIZE + 1] = SLUICE_SUB_MAX_PORTS + 1;
+	put32(buf, (uint32_t)n);
+	assert_bad(buf, n, SLUICE_FRAME_DEFAULT_MAX);
+	buf[SLUICE_FRAME_HEADER_SIZE + 1] = 255;
+	assert_bad(buf, n, SLUICE_FRAME_DEFAULT_MAX);
+
+	/* frame_encode() will not write more ranges than the limit. */
+	f = subscribe(SLUICE_SUB_IN, SLUICE_SUB_MAX_PORTS, 1000);
+	f.subscribe.nports = SLUICE_SUB_MAX_PORTS + 1;
+	assert_int_equal(frame_encode(buf, sizeof(buf), &f), -EINVAL);
+}
+
 /* frame_encode() refuses over-long strings and unknown types with -EINVAL. */
 static void test_encode_invalid(void **state)
 {
@@ -862,7 +997,7 @@ static void test_encode_invalid(void **state)
 	f.hello.name_len = SLUICE_NAME_MAX + 1;
 	assert_int_equal(frame_encode(buf, 4, &f), -EINVAL);
 
-	static const uint8_t bad_types[] = {0, SLUICE_FRAME_TYPE_MAX + 1, 255};
+	static const uint8_t bad_types[] = { 0, SLUICE_FRAME_TYPE_MAX + 1, 255 };
 	for (size_t i = 0; i < ARRAY_SIZE(bad_types); i++) {
 		f = *sample_of(SLUICE_FRAME_CLOSE);
 		f.type = bad_types[i];
@@ -874,10 +1009,11 @@ static void test_encode_invalid(void **state)
 /* Names for every known type and operation, "unknown" for the rest. */
 static void test_names(void **state)
 {
-	static const char *const types[] = {NULL,    "HELLO",	"OPEN",		"DATA", "EOF",
-					    "CLOSE", "VERDICT", "OPEN_VERDICT", "ERROR"};
-	static const char *const ops[] = {NULL,	  "pass",      "peek",	   "replace", "inject",
-					  "drop", "pass_rest", "shutdown", "reset"};
+	static const char *const types[] = { NULL,    "HELLO",	  "OPEN",    "DATA",
+					     "EOF",   "CLOSE",	  "VERDICT", "OPEN_VERDICT",
+					     "ERROR", "SUBSCRIBE" };
+	static const char *const ops[] = { NULL,   "pass",	"peek",	    "replace", "inject",
+					   "drop", "pass_rest", "shutdown", "reset" };
 
 	for (unsigned t = 0; t <= 255; t++)
 		assert_string_equal(frame_type_name((uint8_t)t),
@@ -902,6 +1038,7 @@ int main(void)
 		cmocka_unit_test(test_back_to_back),
 		cmocka_unit_test(test_prefix_writers),
 		cmocka_unit_test(test_encode_nobufs),
+		cmocka_unit_test(test_subscribe),
 		cmocka_unit_test(test_encode_invalid),
 		cmocka_unit_test(test_names),
 	};
