@@ -19,9 +19,9 @@
 #include "log.h"
 #include "relay.h"
 #include "stream.h"
+#include "unixsock.h"
 
 #define CLIENT_SOCKBUF (4 * 1024 * 1024)
-#define CLIENT_INBUF (2 * CHANNEL_MAX_FRAME)
 
 struct outbuf {
 	uint8_t *data;
@@ -50,6 +50,7 @@ struct client {
 	struct flow *wait_head, *wait_tail;
 	struct client *next, *prev;
 	struct client *dead_next;
+	uint64_t last_verdict_ms; /* for --verdict-timeout */
 };
 
 struct channel {
@@ -60,11 +61,19 @@ struct channel {
 	struct client *rr; /* the next filter to get a flow */
 	struct client *dead;
 	unsigned next_id;
+	unsigned nclients;
 	bool warned_no_filter;
+	struct unixsock_access access;
 };
 
 static void client_drop(struct client *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/* Room for two of the largest frames a filter may send. */
+static size_t client_inbuf(const struct channel *ch)
+{
+	return 2 * (size_t)ch->d->cfg.max_frame;
+}
 
 const char *channel_client_name(const struct client *c)
 {
@@ -237,7 +246,7 @@ size_t channel_data_room(struct flow *f)
 	struct client *c = f->filter;
 	size_t room = c->peer_max - FRAME_DATA_PREFIX;
 
-	if (out_pending(&c->out) < CHANNEL_DATA_LIMIT)
+	if (out_pending(&c->out) < c->ch->d->cfg.max_inflight)
 		return room;
 	if (!f->waiting) {
 		f->waiting = true;
@@ -302,7 +311,7 @@ static bool wants(const struct client *c, const struct flow *f)
 	return false;
 }
 
-struct client *channel_pick(struct channel *ch, const struct flow *f)
+struct client *channel_pick(struct channel *ch, const struct flow *f, bool *ret_none)
 {
 	struct client *c = ch->rr;
 	bool any = false;
@@ -318,8 +327,12 @@ struct client *channel_pick(struct channel *ch, const struct flow *f)
 		}
 		c = ch->clients;
 	}
+	*ret_none = !any;
 	if (!any && !ch->warned_no_filter) {
-		log_warn("no filter connected: flows pass unchanged (fail-open)");
+		if (ch->d->cfg.on_failure == FAIL_CLOSED)
+			log_warn("no filter connected: new flows are refused (fail-closed)");
+		else
+			log_warn("no filter connected: flows pass unchanged (fail-open)");
 		ch->warned_no_filter = true;
 	}
 	return NULL;
@@ -333,7 +346,7 @@ static void wake_waiters(struct client *c)
 	 * buffer again queues itself at the tail. */
 	struct flow *f = c->wait_head, *last = c->wait_tail;
 
-	while (f && out_pending(&c->out) < CHANNEL_DATA_LIMIT && !c->dead) {
+	while (f && out_pending(&c->out) < c->ch->d->cfg.max_inflight && !c->dead) {
 		struct flow *next = f->wait_next;
 
 		c->wait_head = next;
@@ -370,7 +383,7 @@ static void client_flush(struct client *c)
 		client_drop(c, "epoll: %s", strerror(errno));
 		return;
 	}
-	if (c->wait_head && out_pending(&c->out) < CHANNEL_DATA_LIMIT)
+	if (c->wait_head && out_pending(&c->out) < c->ch->d->cfg.max_inflight)
 		wake_waiters(c);
 }
 
@@ -408,7 +421,7 @@ static int on_hello(struct client *c, const struct frame *f)
 	c->ch->warned_no_filter = false;
 
 	reply.hello.version = SLUICE_PROTOCOL_VERSION;
-	reply.hello.max_frame = CHANNEL_MAX_FRAME;
+	reply.hello.max_frame = c->ch->d->cfg.max_frame;
 	reply.hello.window = c->ch->d->cfg.window;
 	reply.hello.name = (const uint8_t *)"sluiced";
 	reply.hello.name_len = strlen("sluiced");
@@ -449,6 +462,7 @@ static int on_verdict(struct client *c, const struct frame *fr)
 	char text[128];
 	int r;
 
+	c->last_verdict_ms = loop_now_ms();
 	f = client_flow(c, v->flow, SLUICE_FRAME_VERDICT, &dropped);
 	if (!f)
 		return dropped ? -1 : 0;
@@ -548,7 +562,7 @@ static void client_read(struct client *c)
 	size_t pos = 0;
 	ssize_t n;
 
-	n = recv(c->io.fd, c->in + c->in_len, CLIENT_INBUF - c->in_len, MSG_DONTWAIT);
+	n = recv(c->io.fd, c->in + c->in_len, client_inbuf(c->ch) - c->in_len, MSG_DONTWAIT);
 	if (n < 0) {
 		if (errno != EAGAIN && errno != EINTR)
 			client_drop(c, "read: %s", strerror(errno));
@@ -564,7 +578,8 @@ static void client_read(struct client *c)
 		const char *why = NULL;
 		struct frame f;
 		size_t size;
-		int r = frame_decode(c->in + pos, c->in_len - pos, CHANNEL_MAX_FRAME, &f, &size, &why);
+		int r = frame_decode(c->in + pos, c->in_len - pos, c->ch->d->cfg.max_frame, &f, &size,
+				     &why);
 
 		if (r == 0)
 			break;
@@ -625,14 +640,19 @@ static void client_drop(struct client *c, const char *fmt, ...)
 		c->next->prev = c->prev;
 	if (ch->rr == c)
 		ch->rr = c->next;
+	ch->nclients--;
 
-	/* Its flows go on without a filter: what it left undecided passes. */
+	/* Its flows go on without a filter (what it left undecided passes), or
+	 * are reset, as --on-filter-failure says. */
 	while ((f = c->flows)) {
 		flow_unlink(c, f);
 		relay_filter_gone(f);
 		nflows++;
 	}
-	if (nflows)
+	if (nflows && ch->d->cfg.on_failure == FAIL_CLOSED)
+		log_warn("dropping filter client %u (%s): %s; %u flows reset (fail-closed)", c->id,
+			 c->ready ? c->name : "no HELLO", why, nflows);
+	else if (nflows)
 		log_warn("dropping filter client %u (%s): %s; %u flows continue unfiltered (fail-open)",
 			 c->id, c->ready ? c->name : "no HELLO", why, nflows);
 	else
@@ -655,8 +675,7 @@ static void on_accept(struct io *io, uint32_t revents)
 	int size = CLIENT_SOCKBUF;
 
 	for (;;) {
-		struct ucred cred = { .pid = 0, .uid = (uid_t)-1 };
-		socklen_t len = sizeof(cred);
+		struct ucred cred;
 		struct client *c;
 		int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
@@ -665,10 +684,22 @@ static void on_accept(struct io *io, uint32_t revents)
 				log_warn("filter socket: accept: %s", strerror(errno));
 			return;
 		}
-		getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+		if (!unixsock_peer_allowed(fd, &ch->access, &cred)) {
+			log_warn("filter socket: refusing pid %d, uid %u, gid %u: not root%s",
+				 (int)cred.pid, (unsigned)cred.uid, (unsigned)cred.gid,
+				 ch->access.has_group ? " nor in the --group" : " (see --group)");
+			close(fd);
+			continue;
+		}
+		if (ch->nclients >= ch->d->cfg.max_filters) {
+			log_warn("filter socket: refusing pid %d: already %u filters (--max-filters)",
+				 (int)cred.pid, ch->nclients);
+			close(fd);
+			continue;
+		}
 		c = calloc(1, sizeof(*c));
 		if (c)
-			c->in = malloc(CLIENT_INBUF);
+			c->in = malloc(client_inbuf(ch));
 		if (!c || !c->in) {
 			log_err("filter socket: no memory for a client");
 			if (c)
@@ -686,15 +717,54 @@ static void on_accept(struct io *io, uint32_t revents)
 		c->id = ++ch->next_id;
 		c->pid = cred.pid;
 		c->uid = cred.uid;
+		c->last_verdict_ms = loop_now_ms();
 		snprintf(c->label, sizeof(c->label), "filter %u", c->id);
 		io_init(&c->io, fd, on_client);
 		c->next = ch->clients;
 		if (ch->clients)
 			ch->clients->prev = c;
 		ch->clients = c;
+		ch->nclients++;
 		log_info("%s connected: pid %d, uid %u", c->label, (int)c->pid, (unsigned)c->uid);
 		if (io_set(ch->d->loop, &c->io, EPOLLIN) < 0)
 			client_drop(c, "epoll: %s", strerror(errno));
+	}
+}
+
+/*
+ * A filter has failed if it sits on offered bytes: some flow of its has had
+ * bytes undecided for the verdict timeout, without a peek asking for more,
+ * while the filter gave no verdict at all. (A filter that holds bytes on
+ * purpose while waiting for more says so with a peek.)
+ */
+static bool hung(const struct client *c, uint64_t now)
+{
+	uint64_t limit = (uint64_t)c->ch->d->cfg.verdict_timeout * 1000;
+
+	if (now - c->last_verdict_ms < limit)
+		return false;
+	for (const struct flow *f = c->flows; f; f = f->filter_next) {
+		for (int dir = 0; dir < 2; dir++) {
+			const struct stream *st = &f->dir[dir].st;
+
+			if (stream_undecided(st) && !st->auto_pass && !st->shut && !st->peek_armed &&
+			    now - f->dir[dir].offered_ms >= limit)
+				return true;
+		}
+	}
+	return false;
+}
+
+void channel_tick(struct channel *ch)
+{
+	uint64_t now = loop_now_ms();
+	struct client *c, *next;
+
+	for (c = ch->clients; c; c = next) {
+		next = c->next;
+		if (c->ready && hung(c, now))
+			client_drop(c, "no verdict for %u s (--verdict-timeout)",
+				    ch->d->cfg.verdict_timeout);
 	}
 }
 
@@ -715,100 +785,38 @@ static void after_batch(void *arg)
 	}
 }
 
-/* Creates the directory of the socket if missing (mode 0755). */
-static int make_parent(const char *path)
-{
-	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	char *slash;
-
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (!slash || slash == dir)
-		return 0;
-	*slash = '\0';
-	for (char *p = dir + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
-/* A socket file left by a daemon that died is removed; one that a live
- * daemon answers on is not ours to take. */
-static int clear_stale(const struct sockaddr_un *sun)
-{
-	struct stat st;
-	int fd, r;
-
-	if (lstat(sun->sun_path, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISSOCK(st.st_mode))
-		return -EEXIST;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	r = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
-	close(fd);
-	if (r == 0)
-		return -EADDRINUSE;
-	if (unlink(sun->sun_path) < 0)
-		return -errno;
-	return 0;
-}
-
 int channel_new(struct daemon *d, const char *path, struct channel **ret_channel)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	struct channel *ch;
 	int fd, r;
-
-	if (strlen(path) >= sizeof(sun.sun_path))
-		return -ENAMETOOLONG;
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-	r = make_parent(path);
-	if (r < 0)
-		return r;
-	r = clear_stale(&sun);
-	if (r < 0)
-		return r;
 
 	ch = calloc(1, sizeof(*ch));
 	if (!ch)
 		return -ENOMEM;
 	ch->d = d;
+	if (d->cfg.group && unixsock_group(d->cfg.group, &ch->access) < 0) {
+		free(ch);
+		return -ENOENT;
+	}
 	snprintf(ch->path, sizeof(ch->path), "%s", path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = unixsock_listen(path, &ch->access);
 	if (fd < 0) {
-		r = -errno;
-		goto fail;
+		free(ch);
+		return fd;
 	}
 	io_init(&ch->io, fd, on_accept);
-	if (bind(fd, (const struct sockaddr *)&sun, sizeof(sun)) < 0 || chmod(path, 0660) < 0 ||
-	    listen(fd, 64) < 0) {
-		r = -errno;
-		goto fail_fd;
-	}
 	r = io_set(d->loop, &ch->io, EPOLLIN);
-	if (r < 0)
-		goto fail_fd;
-	r = loop_defer(d->loop, after_batch, ch);
-	if (r < 0)
-		goto fail_fd;
+	if (r >= 0)
+		r = loop_defer(d->loop, after_batch, ch);
+	if (r < 0) {
+		io_remove(d->loop, &ch->io);
+		close(fd);
+		unlink(path);
+		free(ch);
+		return r;
+	}
 	*ret_channel = ch;
 	return 0;
-fail_fd:
-	io_remove(d->loop, &ch->io);
-	close(fd);
-	unlink(path);
-fail:
-	free(ch);
-	return r;
 }
 
 void channel_free(struct channel *ch)

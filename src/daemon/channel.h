@@ -3,7 +3,7 @@
  * The filter channel: a Unix socket that filter processes connect to, and
  * one client per connection. Frames to a client are queued in its output
  * buffer and written after each batch of events. DATA frames are admitted
- * only while that buffer is under CHANNEL_DATA_LIMIT; a flow that finds it
+ * only while that buffer is under --max-inflight bytes; a flow that finds it
  * full waits, with its sources unread, until the filter has taken the bytes.
  * Control frames (OPEN, EOF, CLOSE, ERROR) are always queued: there are a
  * bounded number of them per flow, so they cannot grow without bound.
@@ -16,8 +16,6 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#define CHANNEL_DATA_LIMIT (1024 * 1024)
-#define CHANNEL_MAX_FRAME SLUICE_FRAME_DEFAULT_MAX
 
 struct daemon;
 struct channel;
@@ -30,10 +28,11 @@ void channel_free(struct channel *ch);
 
 /*
  * The filter a new flow goes to: the next, in turn, of those that want its
- * destination port; NULL when none does (when none is connected at all,
- * fail-open is logged once until a filter connects).
+ * destination port; NULL when none does. *ret_none tells whether no filter
+ * is connected at all (then, under fail-open, that is logged once until a
+ * filter connects).
  */
-struct client *channel_pick(struct channel *ch, const struct flow *f);
+struct client *channel_pick(struct channel *ch, const struct flow *f, bool *ret_none);
 
 /*
  * Makes c the filter of f and tells it with an OPEN frame. Directions c did
@@ -65,6 +64,9 @@ void channel_send_data(struct flow *f, uint8_t dir, uint64_t offset, const struc
 		       int iovcnt, size_t len, uint8_t flags);
 
 void channel_send_eof(struct flow *f, uint8_t dir, uint64_t offset);
+
+/* Once a second: drops filters that stopped answering (--verdict-timeout). */
+void channel_tick(struct channel *ch);
 
 /* A short name for logs: "filter 3 (passthrough)". */
 const char *channel_client_name(const struct client *c);

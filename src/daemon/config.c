@@ -9,6 +9,7 @@
 
 #include "addr.h"
 #include "config.h"
+#include "sluice/protocol.h"
 #include "log.h"
 
 static const char usage[] =
@@ -41,6 +42,21 @@ static const char usage[] =
 	"  --max-flows N           most flows at once (default 65536)\n"
 	"  --mark MARK             SO_MARK on sockets sluiced opens (default 0x5c1ce)\n"
 	"  --drain-seconds N       on SIGTERM, let open flows finish this long (default 5)\n"
+	"\n"
+	"Filters and limits:\n"
+	"  --on-filter-failure open|closed\n"
+	"                          when a filter dies or hangs, or none is there: its flows\n"
+	"                          go on unfiltered (open, default) or are reset and new\n"
+	"                          flows refused (closed)\n"
+	"  --filter-grace-seconds N  a filter that reconnects within N s takes its flows\n"
+	"                          back (default 0: fail over at once)\n"
+	"  --verdict-timeout N     a filter sitting on offered bytes for N s without a verdict\n"
+	"                          or a peek has failed (default 30)\n"
+	"  --idle-timeout N        reset flows idle for N s (default 0: never)\n"
+	"  --max-filters N         filter connections at once (default 16)\n"
+	"  --max-frame BYTES       largest frame a filter may send (default 1M+64; 64K to 16M)\n"
+	"  --max-inflight BYTES    data bytes queued to one filter (default 1M; 64K to 64M)\n"
+	"  --group GROUP           members may use the sockets too (default: root only)\n"
 	"  --log-level LEVEL       error, warning, info (default) or debug\n"
 	"  --help, --version\n";
 
@@ -212,7 +228,9 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 {
 	enum { OPT_LISTEN = 256, OPT_UPSTREAM, OPT_INTERCEPT, OPT_GATEWAY, OPT_LOOPBACK, OPT_UID,
 	       OPT_XUID, OPT_CGROUP, OPT_DEST, OPT_XDEST, OPT_PORT, OPT_SOCKET, OPT_WINDOW,
-	       OPT_MAX_FLOWS, OPT_MARK, OPT_DRAIN, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION };
+	       OPT_MAX_FLOWS, OPT_MARK, OPT_DRAIN, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION,
+	       OPT_ON_FAILURE, OPT_GRACE, OPT_VERDICT_TIMEOUT, OPT_IDLE, OPT_MAX_FILTERS,
+	       OPT_MAX_FRAME, OPT_MAX_INFLIGHT, OPT_GROUP };
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, OPT_LISTEN },
 		{ "upstream", required_argument, NULL, OPT_UPSTREAM },
@@ -230,6 +248,14 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 		{ "max-flows", required_argument, NULL, OPT_MAX_FLOWS },
 		{ "mark", required_argument, NULL, OPT_MARK },
 		{ "drain-seconds", required_argument, NULL, OPT_DRAIN },
+		{ "on-filter-failure", required_argument, NULL, OPT_ON_FAILURE },
+		{ "filter-grace-seconds", required_argument, NULL, OPT_GRACE },
+		{ "verdict-timeout", required_argument, NULL, OPT_VERDICT_TIMEOUT },
+		{ "idle-timeout", required_argument, NULL, OPT_IDLE },
+		{ "max-filters", required_argument, NULL, OPT_MAX_FILTERS },
+		{ "max-frame", required_argument, NULL, OPT_MAX_FRAME },
+		{ "max-inflight", required_argument, NULL, OPT_MAX_INFLIGHT },
+		{ "group", required_argument, NULL, OPT_GROUP },
 		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ "version", no_argument, NULL, OPT_VERSION },
@@ -246,6 +272,11 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 		.max_flows = DEFAULT_MAX_FLOWS,
 		.mark = DEFAULT_MARK,
 		.drain_seconds = DEFAULT_DRAIN_SECONDS,
+		.on_failure = FAIL_OPEN,
+		.verdict_timeout = DEFAULT_VERDICT_TIMEOUT,
+		.max_filters = DEFAULT_MAX_FILTERS,
+		.max_frame = DEFAULT_MAX_FRAME,
+		.max_inflight = DEFAULT_MAX_INFLIGHT,
 		.log_level = LOG_INFO,
 	};
 	optind = 0;
@@ -341,6 +372,52 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 			if (parse_uint(optarg, 3600, &v) < 0)
 				return fail(msg, len, "--drain-seconds: '%s' is not 0 to 3600", optarg);
 			cfg->drain_seconds = (unsigned)v;
+			break;
+		case OPT_ON_FAILURE:
+			if (!strcmp(optarg, "open"))
+				cfg->on_failure = FAIL_OPEN;
+			else if (!strcmp(optarg, "closed"))
+				cfg->on_failure = FAIL_CLOSED;
+			else
+				return fail(msg, len, "--on-filter-failure: '%s' is not open or closed",
+					    optarg);
+			break;
+		case OPT_GRACE:
+		case OPT_VERDICT_TIMEOUT:
+		case OPT_IDLE:
+			if (parse_uint(optarg, 86400, &v) < 0 || (c == OPT_VERDICT_TIMEOUT && !v))
+				return fail(msg, len, "%s: '%s' is not %s to 86400 seconds",
+					    c == OPT_GRACE ? "--filter-grace-seconds"
+					    : c == OPT_IDLE ? "--idle-timeout" : "--verdict-timeout",
+					    optarg, c == OPT_VERDICT_TIMEOUT ? "1" : "0");
+			if (c == OPT_GRACE)
+				cfg->grace_seconds = (unsigned)v;
+			else if (c == OPT_IDLE)
+				cfg->idle_timeout = (unsigned)v;
+			else
+				cfg->verdict_timeout = (unsigned)v;
+			break;
+		case OPT_MAX_FILTERS:
+			if (parse_uint(optarg, 1024, &v) < 0 || !v)
+				return fail(msg, len, "--max-filters: '%s' is not 1 to 1024", optarg);
+			cfg->max_filters = (uint32_t)v;
+			break;
+		case OPT_MAX_FRAME:
+			if (parse_size(optarg, SLUICE_FRAME_HARD_MAX, &v) < 0 || v < 65536)
+				return fail(msg, len, "--max-frame: '%s' is not a size from 64K to 16M",
+					    optarg);
+			cfg->max_frame = (uint32_t)v;
+			break;
+		case OPT_MAX_INFLIGHT:
+			if (parse_size(optarg, 64u << 20, &v) < 0 || v < 65536)
+				return fail(msg, len, "--max-inflight: '%s' is not a size from 64K to 64M",
+					    optarg);
+			cfg->max_inflight = (uint32_t)v;
+			break;
+		case OPT_GROUP:
+			if (!*optarg)
+				return fail(msg, len, "--group: empty group name");
+			cfg->group = optarg;
 			break;
 		case OPT_LOG_LEVEL:
 			cfg->log_level = parse_level(optarg);

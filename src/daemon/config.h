@@ -20,7 +20,18 @@
  * rules skip packets that carry it. "5c1ce" reads as "slice". */
 #define DEFAULT_MARK 0x5c1ce
 #define DEFAULT_DRAIN_SECONDS 5
+#define DEFAULT_VERDICT_TIMEOUT 30
+#define DEFAULT_MAX_FILTERS 16
+#define DEFAULT_MAX_FRAME (1024 * 1024 + 64)
+#define DEFAULT_MAX_INFLIGHT (1024 * 1024)
 #define MAX_LIST 32
+
+/* What happens to flows when their filter fails (disconnects, crashes,
+ * hangs) or when no filter is there. */
+enum failure_policy {
+	FAIL_OPEN,   /* they go on unfiltered from the last decided byte */
+	FAIL_CLOSED, /* they are reset; new flows are refused */
+};
 
 enum mode {
 	MODE_LISTEN,
@@ -69,6 +80,14 @@ struct config {
 	uint32_t mark;
 	bool mark_set; /* failing to set the mark is an error */
 	unsigned drain_seconds;
+	enum failure_policy on_failure;
+	unsigned grace_seconds;   /* a returning filter takes its flows back */
+	unsigned verdict_timeout; /* seconds a filter may sit on offered bytes */
+	unsigned idle_timeout;    /* seconds without a byte either way; 0: never */
+	uint32_t max_filters;
+	uint32_t max_frame;       /* largest frame accepted from a filter */
+	uint32_t max_inflight;    /* DATA bytes queued to one filter */
+	const char *group;        /* may use the sockets, besides root */
 	int log_level;
 };
 

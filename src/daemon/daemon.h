@@ -23,6 +23,7 @@ struct daemon {
 	void *backend_state;
 	struct io signal_io;
 	struct timer drain_timer;
+	struct timer tick; /* housekeeping, once a second */
 	struct procinfo *procinfo;
 	bool draining;
 };

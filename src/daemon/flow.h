@@ -45,6 +45,7 @@ struct flow_dir {
 	int pipe[2];      /* -1 until first needed */
 	size_t pipe_cap;  /* the pipe's size */
 	size_t in_pipe;   /* bytes read into it, not yet written out */
+	uint64_t offered_ms; /* when the oldest undecided offered byte was read */
 };
 
 /* The process that owns the application's socket, where known. */
@@ -78,6 +79,7 @@ struct flow {
 	bool transparent;          /* connect from the application's address */
 	struct timer timer;        /* how long a pending flow waits */
 	uint64_t started_ms;
+	uint64_t active_ms; /* last byte read or written, for --idle-timeout */
 	struct flow *dead_next;
 };
 

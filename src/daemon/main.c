@@ -66,6 +66,15 @@ static void on_signal(struct io *io, uint32_t revents)
 	timer_arm(d->loop, &d->drain_timer, (uint64_t)d->cfg.drain_seconds * 1000, on_drain_timeout);
 }
 
+static void on_tick(struct timer *t)
+{
+	struct daemon *d = (struct daemon *)((char *)t - offsetof(struct daemon, tick));
+
+	channel_tick(d->channel);
+	relay_tick(d);
+	timer_arm(d->loop, &d->tick, 1000, on_tick);
+}
+
 static void on_identified(uint64_t cookie, const struct proc_ident *id, void *arg)
 {
 	struct flow_ident ident = {
@@ -105,11 +114,17 @@ static int setup(struct daemon *d, int sfd)
 				 strerror(-r));
 	}
 	r = channel_new(d, d->cfg.filter_socket, &d->channel);
+	if (r == -ENOENT && d->cfg.group) {
+		log_err("--group %s: no such group", d->cfg.group);
+		return r;
+	}
 	if (r < 0) {
-		log_err("filter socket %s: %s", d->cfg.filter_socket, strerror(-r));
+		log_err("filter socket %s: %s", d->cfg.filter_socket,
+			r == -EADDRINUSE ? "another sluiced is listening there" : strerror(-r));
 		return r;
 	}
 	log_info("filter socket %s, window %u bytes", d->cfg.filter_socket, d->cfg.window);
+	timer_arm(d->loop, &d->tick, 1000, on_tick);
 	d->backend = backends[d->cfg.mode];
 	return d->backend->start(d);
 }

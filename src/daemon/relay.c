@@ -170,6 +170,7 @@ static bool splice_read(struct flow *f, int dir)
 		/* Decided as they arrive: keep the offsets as readv would. */
 		window_take(&st->win, (uint64_t)n);
 		st->decided = st->win.in;
+		f->active_ms = loop_now_ms();
 		fd->in_pipe += (size_t)n;
 		if ((size_t)n < max)
 			break;
@@ -199,6 +200,7 @@ static bool splice_write(struct flow *f, int dir)
 			return false;
 		}
 		fd->in_pipe -= (size_t)n;
+		f->active_ms = loop_now_ms();
 		window_give(&fd->st.win, (uint64_t)n);
 		fd->st.written += (uint64_t)n;
 	}
@@ -256,6 +258,9 @@ static bool relay_read(struct flow *f, int dir)
 			break;
 		}
 		offset = st->win.in;
+		f->active_ms = loop_now_ms();
+		if (to_filter && !stream_undecided(st))
+			fd->offered_ms = f->active_ms;
 		stream_commit_read(st, (size_t)n);
 		if (to_filter)
 			channel_send_data(f, dir, offset, iov, cnt, (size_t)n, 0);
@@ -298,6 +303,7 @@ static bool relay_write(struct flow *f, int dir)
 			return false;
 		}
 		stream_commit_write(st, (size_t)n);
+		f->active_ms = loop_now_ms();
 		if ((size_t)n < total)
 			sink->write_blocked = true;
 	}
@@ -434,6 +440,10 @@ void relay_filter_gone(struct flow *f)
 {
 	f->filter = NULL;
 	f->waiting = false;
+	if (f->d->cfg.on_failure == FAIL_CLOSED) {
+		relay_reset(f, 0, "its filter failed (--on-filter-failure closed)");
+		return;
+	}
 	for (int dir = 0; dir < 2; dir++)
 		stream_pass_all(&f->dir[dir].st);
 	relay_pump(f);
@@ -537,10 +547,18 @@ static void admit(struct flow *f)
 {
 	char abuf[ADDR_STRLEN], dbuf[ADDR_STRLEN], who[64];
 	struct client *filter;
+	bool none;
 
 	timer_cancel(f->d->loop, &f->timer);
 	f->admitted = true;
-	filter = channel_pick(f->d->channel, f);
+	filter = channel_pick(f->d->channel, f, &none);
+	if (!filter && none && f->d->cfg.on_failure == FAIL_CLOSED) {
+		log_info("flow " FLOW_ID_FMT ": %s -> %s refused: no filter connected "
+			 "(--on-filter-failure closed)", FLOW_ID_ARGS(f->id),
+			 addr_format(&f->app_addr, abuf), addr_format(&f->dst_addr, dbuf));
+		flow_end(f, ECONNREFUSED, true);
+		return;
+	}
 	if (filter) {
 		channel_attach(filter, f, f->state == FLOW_PENDING);
 	} else {
@@ -624,7 +642,7 @@ int relay_start(struct daemon *d, int app_fd, const struct flow_origin *o)
 	f->app_addr = o->app;
 	f->dst_addr = o->dst;
 	f->transparent = o->transparent;
-	f->started_ms = loop_now_ms();
+	f->started_ms = f->active_ms = loop_now_ms();
 	f->state = FLOW_PENDING;
 	for (int dir = 0; dir < 2; dir++) {
 		stream_init(&f->dir[dir].st, d->cfg.window);
@@ -650,6 +668,25 @@ int relay_start(struct daemon *d, int app_fd, const struct flow_origin *o)
 
 /* A flow cut short must look cut short: a FIN would pass for a clean end
  * of the stream, so every side gets a reset. */
+static void check_idle(struct flow *f, void *arg)
+{
+	uint64_t now = *(uint64_t *)arg, idle = (uint64_t)f->d->cfg.idle_timeout * 1000;
+	char why[64];
+
+	if (f->state == FLOW_RELAYING && now - f->active_ms >= idle) {
+		snprintf(why, sizeof(why), "idle for %u s (--idle-timeout)", f->d->cfg.idle_timeout);
+		relay_reset(f, ETIMEDOUT, why);
+	}
+}
+
+void relay_tick(struct daemon *d)
+{
+	uint64_t now = loop_now_ms();
+
+	if (d->cfg.idle_timeout)
+		flow_table_foreach(d->flows, check_idle, &now);
+}
+
 static void close_one(struct flow *f, void *arg)
 {
 	flow_end(f, ESHUTDOWN, true);

@@ -51,6 +51,9 @@ void relay_wake(struct flow *f);
 /* f's filter is gone: every undecided byte passes and f goes on unfiltered. */
 void relay_filter_gone(struct flow *f);
 
+/* Once a second: resets flows idle past --idle-timeout. */
+void relay_tick(struct daemon *d);
+
 /* Closes every socket of every flow without a word to filters (shutdown). */
 void relay_close_all(struct daemon *d);
 
