@@ -69,6 +69,7 @@ enum sluice_open_action {
 #define SLUICE_OPEN_F_VERDICT (1u << 2) /* the daemon waits for an OPEN_VERDICT */
 #define SLUICE_OPEN_F_IN_ONLY (1u << 3) /* only the in direction will be offered */
 #define SLUICE_OPEN_F_OUT_ONLY (1u << 4) /* only the out direction will be offered */
+#define SLUICE_OPEN_F_RESUME (1u << 5)  /* a flow taken back after a reconnect: offsets follow */
 
 /* DATA frame flags. */
 #define SLUICE_DATA_F_REOFFER (1u << 0) /* bytes offered before, sent again after a peek */

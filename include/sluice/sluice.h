@@ -53,6 +53,14 @@ struct sluice_flow_info {
 	int verdict_wanted;
 	/* Directions that will be offered: SLUICE_SUB_OUT | SLUICE_SUB_IN. */
 	unsigned dirs;
+	/*
+	 * The flow was this filter's before it reconnected (within the
+	 * daemon's --filter-grace-seconds): decided[dir] bytes of each
+	 * direction were decided then; everything after that is offered
+	 * again, from decided[dir] on.
+	 */
+	int resumed;
+	uint64_t decided[2];
 };
 
 /*
@@ -68,7 +76,8 @@ struct sluice_callbacks {
 	 * A new flow. When info->verdict_wanted, answer with sluice_allow(),
 	 * sluice_deny(), sluice_redirect() or sluice_ignore(), now or later;
 	 * returning 0 without an answer allows the flow, returning 1 means
-	 * the answer will come later.
+	 * the answer will come later; a negative return stops the loop and
+	 * leaves the flow to the daemon's verdict timeout (it is allowed).
 	 */
 	int (*on_open)(struct sluice_client *c, const struct sluice_flow_info *info,
 		       void *user);
@@ -84,10 +93,11 @@ struct sluice_callbacks {
 		       uint64_t offset, const uint8_t *data, size_t len, void *user);
 	/*
 	 * The source of dir sent FIN after `offset` bytes. When this callback
-	 * is NULL or returns 0 without having answered, the library sends
+	 * is NULL or returns 0 without having answered, the library passes
+	 * whatever is still undecided (only a verdict drops data) and sends
 	 * sluice_shutdown() for the direction, so the FIN travels on after
-	 * what has been decided. Return 1 to take that over (and call
-	 * sluice_shutdown() yourself later, for example after an inject).
+	 * it. Return 1 to take that over (and call sluice_shutdown() yourself
+	 * later, for example after delayed verdicts or an inject).
 	 */
 	int (*on_eof)(struct sluice_client *c, uint64_t flow, enum sluice_dir dir,
 		      uint64_t offset, void *user);
@@ -195,9 +205,11 @@ void *sluice_flow_user(const struct sluice_client *c, uint64_t flow);
  * when it holds them all, into a library buffer otherwise; valid until the
  * next call for this flow). Bytes after the delimiter stay undecided for
  * the caller. Returns 0 when more bytes are needed (the library keeps what
- * it has, and the daemon keeps the undecided bytes), or -EMSGSIZE when max
- * bytes came without the delimiter. Decide the gathered bytes (pass,
- * replace, ...) before gathering again in that direction.
+ * it has, and the daemon keeps the undecided bytes), -EMSGSIZE when max
+ * bytes came without the delimiter or max exceeds the flow's window, or
+ * -EINVAL for an empty delimiter, dlen > max, or a chunk that leaves a gap
+ * after the bytes gathered. Decide the gathered bytes (pass, replace, ...)
+ * before gathering again in that direction.
  */
 int sluice_gather(struct sluice_client *c, uint64_t flow, enum sluice_dir dir, uint64_t offset,
 		  const uint8_t *data, size_t len, const void *delim, size_t dlen, size_t max,

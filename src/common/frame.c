@@ -79,12 +79,14 @@ static const char *decode_hello(const uint8_t *b, size_t n, uint8_t flags, struc
 
 static const char *decode_open(const uint8_t *b, size_t n, uint8_t flags, struct frame *f)
 {
-	if (n < FRAME_OPEN_BODY)
+	size_t fixed = FRAME_OPEN_BODY + (flags & SLUICE_OPEN_F_RESUME ? FRAME_OPEN_RESUME : 0);
+
+	if (n < fixed)
 		return "OPEN too short";
-	if (n - FRAME_OPEN_BODY > SLUICE_COMM_MAX)
+	if (n - fixed > SLUICE_COMM_MAX)
 		return "OPEN comm too long";
 	if (flags & ~(SLUICE_OPEN_F_UID | SLUICE_OPEN_F_PID | SLUICE_OPEN_F_VERDICT |
-		      SLUICE_OPEN_F_IN_ONLY | SLUICE_OPEN_F_OUT_ONLY))
+		      SLUICE_OPEN_F_IN_ONLY | SLUICE_OPEN_F_OUT_ONLY | SLUICE_OPEN_F_RESUME))
 		return "OPEN unknown flags";
 	if ((flags & SLUICE_OPEN_F_IN_ONLY) && (flags & SLUICE_OPEN_F_OUT_ONLY))
 		return "OPEN offers neither direction";
@@ -101,8 +103,16 @@ static const char *decode_open(const uint8_t *b, size_t n, uint8_t flags, struct
 	f->open.uid = get32(b + 48);
 	f->open.pid = get32(b + 52);
 	f->open.window = get32(b + 56);
-	f->open.comm = b + FRAME_OPEN_BODY;
-	f->open.comm_len = n - FRAME_OPEN_BODY;
+	if (flags & SLUICE_OPEN_F_RESUME) {
+		for (int d = 0; d < 2; d++) {
+			f->open.decided[d] = get64(b + FRAME_OPEN_BODY + 16 * d);
+			f->open.offered[d] = get64(b + FRAME_OPEN_BODY + 16 * d + 8);
+			if (f->open.decided[d] > f->open.offered[d])
+				return "OPEN resume offsets reversed";
+		}
+	}
+	f->open.comm = b + fixed;
+	f->open.comm_len = n - fixed;
 	return NULL;
 }
 
@@ -300,7 +310,8 @@ size_t frame_size(const struct frame *f)
 	case SLUICE_FRAME_HELLO:
 		return h + FRAME_HELLO_BODY + f->hello.name_len;
 	case SLUICE_FRAME_OPEN:
-		return h + FRAME_OPEN_BODY + f->open.comm_len;
+		return h + FRAME_OPEN_BODY + f->open.comm_len +
+		       (f->flags & SLUICE_OPEN_F_RESUME ? FRAME_OPEN_RESUME : 0);
 	case SLUICE_FRAME_DATA:
 		return h + FRAME_DATA_BODY + f->data.len;
 	case SLUICE_FRAME_EOF:
@@ -378,6 +389,13 @@ ssize_t frame_encode(uint8_t *buf, size_t cap, const struct frame *f)
 		put32(b + 48, f->open.uid);
 		put32(b + 52, f->open.pid);
 		put32(b + 56, f->open.window);
+		if (f->flags & SLUICE_OPEN_F_RESUME) {
+			for (int d = 0; d < 2; d++) {
+				put64(b + FRAME_OPEN_BODY + 16 * d, f->open.decided[d]);
+				put64(b + FRAME_OPEN_BODY + 16 * d + 8, f->open.offered[d]);
+			}
+			b += FRAME_OPEN_RESUME;
+		}
 		if (f->open.comm_len)
 			memcpy(b + FRAME_OPEN_BODY, f->open.comm, f->open.comm_len);
 		break;

@@ -15,6 +15,7 @@
 
 #define FRAME_HELLO_BODY 16
 #define FRAME_OPEN_BODY 64
+#define FRAME_OPEN_RESUME 32 /* offsets after the fixed body, with F_RESUME */
 #define FRAME_DATA_BODY 24
 #define FRAME_EOF_BODY 24
 #define FRAME_CLOSE_BODY 16
@@ -43,6 +44,9 @@ struct frame_open {
 	uint8_t src[16], dst[16]; /* network order; IPv4 in the first 4 bytes */
 	uint32_t uid, pid;
 	uint32_t window;
+	/* With SLUICE_OPEN_F_RESUME: per direction, the offset decided so far
+	 * and the offset offered so far. */
+	uint64_t decided[2], offered[2];
 	const uint8_t *comm;
 	size_t comm_len;
 };

@@ -510,6 +510,13 @@ static int on_open_verdict(struct client *c, const struct frame *fr)
 	f = client_flow(c, v->flow, SLUICE_FRAME_OPEN_VERDICT, &dropped);
 	if (!f)
 		return dropped ? -1 : 0;
+	if (!f->awaiting_verdict && v->action == SLUICE_OPEN_IGNORE) {
+		/* Late (the wait ran out and allowed the flow), but it still
+		 * means what it says: the filter wants nothing more of it. */
+		channel_forget(f);
+		relay_filter_gone_quietly(f);
+		return 0;
+	}
 	if (!f->awaiting_verdict) {
 		send_error(c, f->id, SLUICE_ERR_STATE, SLUICE_FRAME_OPEN_VERDICT,
 			   "no connect-time verdict is awaited for this flow");

@@ -436,6 +436,15 @@ void relay_wake(struct flow *f)
 	relay_pump(f);
 }
 
+void relay_filter_gone_quietly(struct flow *f)
+{
+	f->filter = NULL;
+	f->waiting = false;
+	for (int dir = 0; dir < 2; dir++)
+		stream_pass_all(&f->dir[dir].st);
+	relay_pump(f);
+}
+
 void relay_filter_gone(struct flow *f)
 {
 	f->filter = NULL;
@@ -444,9 +453,7 @@ void relay_filter_gone(struct flow *f)
 		relay_reset(f, 0, "its filter failed (--on-filter-failure closed)");
 		return;
 	}
-	for (int dir = 0; dir < 2; dir++)
-		stream_pass_all(&f->dir[dir].st);
-	relay_pump(f);
+	relay_filter_gone_quietly(f);
 }
 
 static int upstream_socket(struct daemon *d, const struct flow_origin *o, int *ret_fd)

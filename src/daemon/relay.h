@@ -48,8 +48,12 @@ void relay_reset(struct flow *f, int err, const char *why);
 /* The channel has room again for f's data. */
 void relay_wake(struct flow *f);
 
-/* f's filter is gone: every undecided byte passes and f goes on unfiltered. */
+/* f's filter failed: as --on-filter-failure says, every undecided byte
+ * passes and f goes on unfiltered, or f is reset. */
 void relay_filter_gone(struct flow *f);
+
+/* f's filter wants nothing more of it: it goes on unfiltered. */
+void relay_filter_gone_quietly(struct flow *f);
 
 /* Once a second: resets flows idle past --idle-timeout. */
 void relay_tick(struct daemon *d);

@@ -449,6 +449,15 @@ static int handle_open(struct sluice_client *c, const struct frame *f)
 		   : f->flags & SLUICE_OPEN_F_OUT_ONLY ? SLUICE_SUB_OUT
 						       : DIRS_BOTH;
 	fl->verdict_pending = !!(f->flags & SLUICE_OPEN_F_VERDICT);
+	if (f->flags & SLUICE_OPEN_F_RESUME) {
+		/* Taken back after a reconnect: the daemon re-offers each
+		 * direction's undecided bytes from its decision point, then
+		 * goes on from what it had offered. */
+		for (int d = 0; d < 2; d++) {
+			fl->dir[d].decided = o->decided[d];
+			fl->dir[d].next = o->offered[d];
+		}
+	}
 	if (!c->cb.on_open)
 		return fl->verdict_pending ? sluice_allow(c, o->flow) : 0;
 
@@ -466,6 +475,9 @@ static int handle_open(struct sluice_client *c, const struct frame *f)
 	info.window = fl->window;
 	info.verdict_wanted = fl->verdict_pending;
 	info.dirs = fl->dirs;
+	info.resumed = !!(f->flags & SLUICE_OPEN_F_RESUME);
+	for (int d = 0; d < 2; d++)
+		info.decided[d] = fl->dir[d].decided;
 	r = c->cb.on_open(c, &info, c->user);
 	if (r != 0)
 		return r < 0 ? r : 0;
@@ -550,6 +562,13 @@ static int handle_eof(struct sluice_client *c, const struct frame *f)
 	fl = flow_find(&c->flows, d->flow);
 	if (!fl || fl->dir[d->dir].shutdown || fl->reset)
 		return 0;
+	/* Bytes the filter left undecided pass: only a verdict drops data. */
+	if (!fl->dir[d->dir].pass_rest && off_before(fl->dir[d->dir].decided, d->offset)) {
+		dir_decided(&fl->dir[d->dir], d->offset);
+		r = out_verdict(c, d->flow, d->dir, SLUICE_VERDICT_PASS, 0, d->offset, NULL, 0);
+		if (r < 0)
+			return r;
+	}
 	fl->dir[d->dir].shutdown = true;
 	return out_verdict(c, d->flow, d->dir, SLUICE_VERDICT_SHUTDOWN, 0, 0, NULL, 0);
 }
