@@ -53,9 +53,11 @@ log "a connection made during the drain was forwarded plainly"
 
 rc=0
 wait_pid "$DL_PID" 20 || rc=$?
+[ "$rc" -ne 124 ] || fail "the download being drained stalled: still running $(since "$t_term") s after SIGTERM"
 [ "$rc" -eq 0 ] || fail "the download being drained failed: curl status $rc: $(cat "$T/dl.err")"
 rc=0
 wait_pid "$UL_PID" 20 || rc=$?
+[ "$rc" -ne 124 ] || fail "the upload being drained stalled: still running $(since "$t_term") s after SIGTERM"
 [ "$rc" -eq 0 ] || fail "the upload being drained failed: curl status $rc: $(cat "$T/ul.err")"
 [ "$(sha256sum <"$T/dl.bin" | cut -d' ' -f1)" = "$P6_SHA" ] || fail "the drained download differs ($(stat -c %s "$T/dl.bin") bytes)"
 [ "$(sha256sum <"$NGINX_WWW/up/drained" | cut -d' ' -f1)" = "$P6_SHA" ] || fail "the drained upload differs"
