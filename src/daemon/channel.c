@@ -53,8 +53,24 @@ struct client {
 	uint64_t last_verdict_ms; /* for --verdict-timeout */
 };
 
+/*
+ * The flows of a filter that went away, held for --filter-grace-seconds in
+ * case it comes back (same name, same uid): nothing of theirs is decided
+ * meanwhile, and their sources are read only up to the window.
+ */
+struct orphans {
+	struct channel *ch;
+	char name[SLUICE_NAME_MAX + 1];
+	uid_t uid;
+	struct flow *flows; /* through filter_next / filter_prev */
+	unsigned count;
+	struct timer timer;
+	struct orphans *next;
+};
+
 struct channel {
 	struct daemon *d;
+	struct orphans *orphans;
 	struct io io;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct client *clients;
@@ -68,6 +84,7 @@ struct channel {
 
 static void client_drop(struct client *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+static void adopt(struct client *c, struct orphans *o);
 
 /* Room for two of the largest frames a filter may send. */
 static size_t client_inbuf(const struct channel *ch)
@@ -174,16 +191,21 @@ static void flow_unlink(struct client *c, struct flow *f)
 	f->filter = NULL;
 }
 
-void channel_attach(struct client *c, struct flow *f, bool can_decide)
+static void flow_link(struct client *c, struct flow *f)
 {
-	struct frame fr = { .type = SLUICE_FRAME_OPEN };
-
 	f->filter = c;
 	f->filter_prev = NULL;
 	f->filter_next = c->flows;
 	if (c->flows)
 		c->flows->filter_prev = f;
 	c->flows = f;
+}
+
+void channel_attach(struct client *c, struct flow *f, bool can_decide)
+{
+	struct frame fr = { .type = SLUICE_FRAME_OPEN };
+
+	flow_link(c, f);
 
 	fr.open.flow = f->id;
 	addr_to_wire(&f->app_addr, &fr.open.family, &fr.open.src_port, fr.open.src);
@@ -228,11 +250,28 @@ void channel_forget(struct flow *f)
 		flow_unlink(f->filter, f);
 }
 
+static void orphan_unlink(struct flow *f)
+{
+	struct orphans *o = f->orphans;
+
+	if (f->filter_prev)
+		f->filter_prev->filter_next = f->filter_next;
+	else
+		o->flows = f->filter_next;
+	if (f->filter_next)
+		f->filter_next->filter_prev = f->filter_prev;
+	f->filter_prev = f->filter_next = NULL;
+	f->orphans = NULL;
+	o->count--;
+}
+
 void channel_detach(struct flow *f, uint32_t reason)
 {
 	struct client *c = f->filter;
 	struct frame fr = { .type = SLUICE_FRAME_CLOSE };
 
+	if (f->orphans)
+		orphan_unlink(f);
 	if (!c)
 		return;
 	flow_unlink(c, f);
@@ -427,6 +466,12 @@ static int on_hello(struct client *c, const struct frame *f)
 	reply.hello.name_len = strlen("sluiced");
 	send_frame(c, &reply);
 	log_info("%s ready: pid %d, uid %u", c->label, (int)c->pid, (unsigned)c->uid);
+	for (struct orphans *o = c->ch->orphans; o; o = o->next) {
+		if (!strcmp(o->name, c->name) && o->uid == c->uid) {
+			adopt(c, o);
+			break;
+		}
+	}
 	return 0;
 }
 
@@ -618,6 +663,121 @@ static void on_client(struct io *io, uint32_t revents)
 		client_flush(c);
 }
 
+static void orphans_free(struct orphans *o)
+{
+	struct orphans **p;
+
+	for (p = &o->ch->orphans; *p; p = &(*p)->next) {
+		if (*p == o) {
+			*p = o->next;
+			break;
+		}
+	}
+	timer_cancel(o->ch->d->loop, &o->timer);
+	free(o);
+}
+
+static void on_grace_over(struct timer *t)
+{
+	struct orphans *o = (struct orphans *)((char *)t - offsetof(struct orphans, timer));
+	unsigned n = o->count;
+	struct flow *f;
+
+	log_warn("filter %s did not come back within %u s; %u flows %s", o->name,
+		 o->ch->d->cfg.grace_seconds, n,
+		 o->ch->d->cfg.on_failure == FAIL_CLOSED ? "reset (fail-closed)"
+							 : "continue unfiltered (fail-open)");
+	while ((f = o->flows)) {
+		orphan_unlink(f);
+		relay_filter_gone(f);
+	}
+	orphans_free(o);
+}
+
+/* Moves c's flows to a new orphans record. Returns false if out of memory. */
+static bool orphan_all(struct client *c)
+{
+	struct orphans *o = calloc(1, sizeof(*o));
+	struct flow *f;
+
+	if (!o)
+		return false;
+	o->ch = c->ch;
+	snprintf(o->name, sizeof(o->name), "%s", c->name);
+	o->uid = c->uid;
+	while ((f = c->flows)) {
+		flow_unlink(c, f);
+		f->orphans = o;
+		f->filter_next = o->flows;
+		if (o->flows)
+			o->flows->filter_prev = f;
+		o->flows = f;
+		o->count++;
+	}
+	o->next = c->ch->orphans;
+	c->ch->orphans = o;
+	timer_arm(c->ch->d->loop, &o->timer, (uint64_t)c->ch->d->cfg.grace_seconds * 1000,
+		  on_grace_over);
+	return true;
+}
+
+/*
+ * Gives a returning filter its flows back: each is opened again with the
+ * offsets decided and offered so far, what is undecided is offered again
+ * (in frames the filter accepts), and an EOF already seen is told.
+ */
+static void adopt(struct client *c, struct orphans *o)
+{
+	unsigned n = o->count;
+	struct flow *f;
+
+	while ((f = o->flows)) {
+		struct frame fr = { .type = SLUICE_FRAME_OPEN, .flags = SLUICE_OPEN_F_RESUME };
+
+		orphan_unlink(f);
+		flow_link(c, f);
+		fr.open.flow = f->id;
+		addr_to_wire(&f->app_addr, &fr.open.family, &fr.open.src_port, fr.open.src);
+		addr_to_wire(&f->dst_addr, &fr.open.family, &fr.open.dst_port, fr.open.dst);
+		fr.open.window = c->ch->d->cfg.window;
+		for (int d = 0; d < 2; d++) {
+			fr.open.decided[d] = f->dir[d].st.decided;
+			fr.open.offered[d] = f->dir[d].st.win.in;
+		}
+		if (f->dir[SLUICE_DIR_OUT].st.auto_pass || f->dir[SLUICE_DIR_OUT].st.shut)
+			fr.flags |= SLUICE_OPEN_F_IN_ONLY;
+		else if (f->dir[SLUICE_DIR_IN].st.auto_pass || f->dir[SLUICE_DIR_IN].st.shut)
+			fr.flags |= SLUICE_OPEN_F_OUT_ONLY;
+		send_frame(c, &fr);
+		for (int d = 0; d < 2; d++) {
+			struct stream *st = &f->dir[d].st;
+			uint64_t off = st->decided;
+
+			if (st->auto_pass || st->shut)
+				continue;
+			while (off != st->win.in) {
+				struct iovec iov[2];
+				size_t len;
+				int cnt;
+				struct stream view = *st;
+
+				view.decided = off;
+				cnt = stream_undecided_iov(&view, iov, c->peer_max - FRAME_DATA_PREFIX,
+							   &len);
+				channel_send_data(f, (uint8_t)d, off, iov, cnt, len,
+						  SLUICE_DATA_F_REOFFER);
+				off += len;
+			}
+			f->dir[d].offered_ms = loop_now_ms();
+			if (st->src_eof)
+				channel_send_eof(f, (uint8_t)d, st->win.in);
+		}
+		relay_pump(f);
+	}
+	log_info("%s takes back %u flows", c->label, n);
+	orphans_free(o);
+}
+
 static void client_drop(struct client *c, const char *fmt, ...)
 {
 	struct channel *ch = c->ch;
@@ -651,6 +811,14 @@ static void client_drop(struct client *c, const char *fmt, ...)
 
 	/* Its flows go on without a filter (what it left undecided passes), or
 	 * are reset, as --on-filter-failure says. */
+	if (c->flows && c->ready && ch->d->cfg.grace_seconds && !ch->d->draining &&
+	    orphan_all(c)) {
+		log_warn("dropping filter client %u (%s): %s; its flows wait %u s for it to return",
+			 c->id, c->name, why, ch->d->cfg.grace_seconds);
+		c->dead_next = ch->dead;
+		ch->dead = c;
+		return;
+	}
 	while ((f = c->flows)) {
 		flow_unlink(c, f);
 		relay_filter_gone(f);
@@ -832,6 +1000,8 @@ void channel_free(struct channel *ch)
 		return;
 	while (ch->clients)
 		client_drop(ch->clients, "the daemon is stopping");
+	while (ch->orphans)
+		on_grace_over(&ch->orphans->timer);
 	after_batch(ch);
 	io_remove(ch->d->loop, &ch->io);
 	close(ch->io.fd);

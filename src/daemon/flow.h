@@ -71,6 +71,7 @@ struct flow {
 	struct client *filter;     /* NULL: unfiltered */
 	struct flow *filter_prev, *filter_next; /* the filter's flows */
 	struct flow *wait_next;    /* waiting for channel space */
+	struct orphans *orphans;   /* held for its filter to come back */
 	bool waiting;
 	struct sockaddr_storage app_addr, dst_addr;
 	struct flow_ident ident;
