@@ -113,8 +113,7 @@ for size in $sizes; do
 			col=3 way=out
 			[ "$dir" = up ] || col=4 way=in
 			bytes=$(filter_flows | awk -v c="$col" '$c != "-" { s += $c } END { print s + 0 }')
-			name=$(echo "$proto" | tr a-z A-Z)
-			[ "$proto" != ftp ] || name="FTP"
+			name=$(echo "$proto" | tr '[:lower:]' '[:upper:]')
 			rows=$((rows + 1))
 			if [ "$ok" != yes ]; then
 				bad=$((bad + 1))

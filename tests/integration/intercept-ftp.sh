@@ -64,7 +64,7 @@ check_ftp_flows() {
 	# The filter's byte counts per flow are the daemon's.
 	pd=$(printf '%s\n' "$d" | awk '{ print $3, $4 }' | sort)
 	pf=$(printf '%s\n' "$f" | awk '{ print $3, $4 }' | sort)
-	[ "$pd" = "$pf" ] || fail "$what: daemon counted $(echo $pd | tr '\n' ';'), filter $(echo $pf | tr '\n' ';')"
+	[ "$pd" = "$pf" ] || fail "$what: daemon counted $(echo "$pd" | tr '\n' ';'), filter $(echo "$pf" | tr '\n' ';')"
 	# Where the filter names destinations, they are the daemon's.
 	if ! printf '%s\n' "$f" | awk '$2 == "?" { x = 1 } END { exit !x }'; then
 		[ "$(printf '%s\n' "$d" | awk '{ print $2 }' | sort)" = "$(printf '%s\n' "$f" | awk '{ print $2 }' | sort)" ] ||

@@ -411,7 +411,7 @@ netns_xfer() {
 		dest=$NETNS_DIR/client/$uname
 		opts+=(-o "$dest")
 	fi
-	XFER_OK=no XFER_MSG= XFER_RC=0 XFER_CODE=- XFER_BYTES=0 XFER_SHA=- XFER_SECS=0 XFER_MIBS=0
+	XFER_OK=no XFER_MSG='' XFER_RC=0 XFER_CODE=- XFER_BYTES=0 XFER_SHA=- XFER_SECS=0 XFER_MIBS=0
 	w='%{response_code} %{speed_upload} %{speed_download} %{time_total}'
 	out=$(ip netns exec "$ns" curl -sS -g --connect-timeout 10 --max-time "${XFER_TIMEOUT:-300}" \
 		-w "$w" "${opts[@]}" "$@" "$url" 2>"$NETNS_DIR/curl-$_XFER_N.err") || XFER_RC=$?
@@ -578,7 +578,7 @@ flows_wait_closed() {
 flows_check_transfer() {
 	local dir=$1 size=$2 want=$3 tls=${4:-} d f id dst out in fid fdst fout fin pay other slack=16384
 	[ -z "$tls" ] || slack=$((slack + size / 64))
-	FLOWS_MSG= FLOWS_SEEN=0 FLOWS_OUT=- FLOWS_IN=-
+	FLOWS_MSG='' FLOWS_SEEN=0 FLOWS_OUT=- FLOWS_IN=-
 	if ! flows_wait_closed 1 15; then
 		FLOWS_MSG="no closed flow after 15 s; daemon: $(daemon_flows | tr '\n' ';') filter: $(filter_flows | tr '\n' ';')"
 		return 1
@@ -689,7 +689,7 @@ _netns_selftest() {
 	[ "$(ip netns exec "$NS_GW" sysctl -n net.ipv4.ip_forward)" = 1 ] || _netns_die "gateway does not forward"
 	[ "$(ip netns exec "$NS_CLIENT" sysctl -n net.ipv4.ip_forward)" = 0 ] || _netns_die "client forwards"
 	[ "$(ip netns exec "$NS_SERVER" sysctl -n net.ipv6.conf.all.forwarding)" = 0 ] || _netns_die "server forwards"
-	NGINX_WWW= FTP_ROOT=
+	NGINX_WWW='' FTP_ROOT=''
 	netns_start_nginx "$NS_SERVER"
 	netns_payload p1 1M
 	for host in "$SERVER4" "$SERVER6"; do
