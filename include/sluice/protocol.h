@@ -87,6 +87,7 @@ enum sluice_error_code {
 	SLUICE_ERR_UNSUPPORTED = 4,  /* a verdict this daemon does not implement */
 	SLUICE_ERR_PROTOCOL = 5,     /* fatal: the channel is being closed */
 	SLUICE_ERR_STATE = 6,        /* the direction no longer takes verdicts */
+	SLUICE_ERR_INVALID = 7,      /* a field's value cannot be acted on */
 };
 
 #endif

@@ -570,7 +570,7 @@ static int on_open_verdict(struct client *c, const struct frame *fr)
 	if (v->action == SLUICE_OPEN_REDIRECT) {
 		addr_from_wire(v->family, v->port, v->addr, &dst);
 		if (!v->port) {
-			send_error(c, f->id, SLUICE_ERR_BAD_OFFSET, SLUICE_FRAME_OPEN_VERDICT,
+			send_error(c, f->id, SLUICE_ERR_INVALID, SLUICE_FRAME_OPEN_VERDICT,
 				   "redirect to port 0");
 			return 0;
 		}

@@ -69,6 +69,11 @@ static int fail(char *msg, size_t len, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, len, fmt, ap);
 	va_end(ap);
+	/* Arguments are quoted as given: keep what they carry from breaking
+	 * the one-line message (a newline, an escape sequence). */
+	for (char *p = msg; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	return -EINVAL;
 }
 

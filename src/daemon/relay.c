@@ -440,6 +440,11 @@ void relay_filter_gone_quietly(struct flow *f)
 {
 	f->filter = NULL;
 	f->waiting = false;
+	if (f->awaiting_verdict) {
+		/* Nobody is left to decide: allowed, as when the wait runs out. */
+		relay_open_verdict(f, SLUICE_OPEN_ALLOW, NULL);
+		return;
+	}
 	for (int dir = 0; dir < 2; dir++)
 		stream_pass_all(&f->dir[dir].st);
 	relay_pump(f);

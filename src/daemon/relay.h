@@ -58,7 +58,8 @@ void relay_filter_gone_quietly(struct flow *f);
 /* Once a second: resets flows idle past --idle-timeout. */
 void relay_tick(struct daemon *d);
 
-/* Closes every socket of every flow without a word to filters (shutdown). */
+/* Resets every flow (shutdown); filters are sent CLOSE (ESHUTDOWN), which
+ * they get if the channel takes it before it closes. */
 void relay_close_all(struct daemon *d);
 
 #endif
