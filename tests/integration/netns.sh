@@ -67,6 +67,7 @@ FTP_PASV_MIN=${FTP_PASV_MIN:-30000}
 FTP_PASV_MAX=${FTP_PASV_MAX:-30009}
 
 _NETNS_LIST=()
+_NETNS_RM=()
 _NETNS_SLUICED_N=0
 _XFER_N=0
 
@@ -178,10 +179,11 @@ _netns_pids() {
 }
 
 # netns_cleanup: every process in our namespaces gets SIGTERM, SIGKILL 3 s
-# later, then the namespaces are deleted (their veths go with them).
+# later, then the namespaces are deleted (their veths go with them), and
+# the directories netns_public_dir made are removed.
 netns_cleanup() {
 	local pids i
-	[ "${#_NETNS_LIST[@]}" -gt 0 ] || return 0
+	[ "${#_NETNS_LIST[@]}" -gt 0 ] || [ "${#_NETNS_RM[@]}" -gt 0 ] || return 0
 	pids=$(_netns_pids)
 	if [ -n "$pids" ]; then
 		# shellcheck disable=SC2086
@@ -202,6 +204,22 @@ netns_cleanup() {
 		ip netns del "$i" 2>/dev/null || true
 	done
 	_NETNS_LIST=()
+	for i in "${_NETNS_RM[@]}"; do
+		rm -rf "$i"
+	done
+	_NETNS_RM=()
+}
+
+# netns_public_dir VAR: a new directory under /tmp that every user may
+# enter and write (for a process run as another uid, which cannot reach
+# the test's private directory), removed by netns_cleanup. Its name is
+# stored in VAR.
+netns_public_dir() {
+	local d
+	d=$(mktemp -d /tmp/sluice-public.XXXXXX)
+	_NETNS_RM+=("$d")
+	chmod 0777 "$d"
+	printf -v "$1" %s "$d"
 }
 
 _netns_exit() {
