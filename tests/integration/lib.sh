@@ -20,6 +20,7 @@ set -eu
 TEST_NAME=$(basename "$0" .sh)
 TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PEER=$TESTS_DIR/tools/peer.py
+# shellcheck disable=SC2034 # used by the tests that source this file
 FRAMES=$TESTS_DIR/tools/frames.py
 
 BUILD=${BUILD:-build}
@@ -305,7 +306,7 @@ hwm_kb() { proc_kb "$1" VmHWM; }
 
 # progress FILE: the SENT figure peer.py --progress writes.
 progress_sent() {
-	local s=0 r
-	read -r s r 2>/dev/null <"$1" || true
+	local s=0
+	read -r s _ 2>/dev/null <"$1" || true
 	echo "${s:-0}"
 }
