@@ -113,6 +113,9 @@ static void on_close(struct sluice_client *c, uint64_t flow, uint32_t reason, vo
 static void on_error(struct sluice_client *c, uint64_t flow, uint32_t code, const char *text,
 		     void *user)
 {
+	/* A verdict that crossed its flow's reset or close is a normal race. */
+	if (code == SLUICE_ERR_FLOW_CLOSED)
+		return;
 	fprintf(stderr, PROG ": daemon refused a verdict for flow %016llx: error %u: %s\n",
 		(unsigned long long)flow, code, text);
 }

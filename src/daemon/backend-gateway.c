@@ -84,8 +84,19 @@ static void gateway_stop(struct daemon *d)
 	d->backend_state = NULL;
 }
 
+static void gateway_quiesce(struct daemon *d)
+{
+	struct gateway *g = d->backend_state;
+
+	/* The policy routing stays: the return packets of flows still open
+	 * need it until they end. */
+	if (g)
+		redirect_quiesce(&g->r);
+}
+
 const struct backend backend_gateway = {
 	.name = "gateway",
 	.start = gateway_start,
+	.quiesce = gateway_quiesce,
 	.stop = gateway_stop,
 };

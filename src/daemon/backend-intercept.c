@@ -104,9 +104,16 @@ static void intercept_stop(struct daemon *d)
 	d->backend_state = NULL;
 }
 
+static void intercept_quiesce(struct daemon *d)
+{
+	if (d->backend_state)
+		redirect_quiesce(d->backend_state);
+}
+
 const struct backend backend_intercept = {
 	.name = "intercept",
 	.start = intercept_start,
+	.quiesce = intercept_quiesce,
 	.stop = intercept_stop,
 };
 

@@ -15,8 +15,11 @@ struct backend {
 	/* Opens listeners (and installs rules). Returns 0 or -errno, having
 	 * logged what failed. */
 	int (*start)(struct daemon *d);
+	/* Stops taking new connections; flows already taken go on (drain).
+	 * Optional: without it, stop() is called at the start of the drain. */
+	void (*quiesce)(struct daemon *d);
 	/* Stops accepting and removes what start() made. Safe to call after a
-	 * failed start(). */
+	 * failed start() and after quiesce(). */
 	void (*stop)(struct daemon *d);
 };
 

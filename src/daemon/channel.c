@@ -51,6 +51,7 @@ struct client {
 	struct client *next, *prev;
 	struct client *dead_next;
 	uint64_t last_verdict_ms; /* for --verdict-timeout */
+	uint64_t last_closed_id;  /* the last flow it was told is closed */
 };
 
 /*
@@ -490,7 +491,11 @@ static struct flow *client_flow(struct client *c, uint64_t id, uint8_t type, boo
 	if (f && f->filter == c)
 		return f;
 	if (!f && flow_id_plausible(t, id, c->first_gen)) {
-		send_error(c, id, SLUICE_ERR_FLOW_CLOSED, type, "flow closed");
+		/* Once per flow: a filter streaming verdicts when its flow
+		 * was reset would otherwise get one error for each. */
+		if (c->last_closed_id != id)
+			send_error(c, id, SLUICE_ERR_FLOW_CLOSED, type, "flow closed");
+		c->last_closed_id = id;
 		return NULL;
 	}
 	client_drop(c, "%s names flow " FLOW_ID_FMT ", which it was never given", frame_type_name(type),
@@ -534,8 +539,13 @@ static int on_verdict(struct client *c, const struct frame *fr)
 			   "direction already shut down or passed on");
 		return 0;
 	case -ENOSPC:
-		snprintf(text, sizeof(text), "%s goes beyond the window of %u bytes",
-			 frame_verdict_name(v->op), c->ch->d->cfg.window);
+		if (v->op == SLUICE_VERDICT_PEEK)
+			snprintf(text, sizeof(text), "peek goes beyond the window of %u bytes",
+				 c->ch->d->cfg.window);
+		else
+			snprintf(text, sizeof(text),
+				 "%s: filter output waiting for the sink would pass 2 x window (%u bytes)",
+				 frame_verdict_name(v->op), 2 * c->ch->d->cfg.window);
 		send_error(c, f->id, SLUICE_ERR_WINDOW, SLUICE_FRAME_VERDICT, text);
 		relay_reset(f, ENOBUFS, text);
 		return 0;
@@ -621,7 +631,11 @@ static void client_read(struct client *c)
 		return;
 	}
 	if (n == 0) {
-		client_drop(c, "it closed the channel");
+		if (c->in_len)
+			client_drop(c, "it closed the channel in the middle of a frame (%zu bytes)",
+				    c->in_len);
+		else
+			client_drop(c, "it closed the channel");
 		return;
 	}
 	c->in_len += (size_t)n;

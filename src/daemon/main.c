@@ -60,7 +60,10 @@ static void on_signal(struct io *io, uint32_t revents)
 		return;
 	}
 	d->draining = true;
-	d->backend->stop(d);
+	if (d->backend->quiesce)
+		d->backend->quiesce(d);
+	else
+		d->backend->stop(d);
 	log_info("stopping on %s: no new connections; draining %u flows for up to %u s",
 		 strsignal((int)si.ssi_signo), flow_table_count(d->flows), d->cfg.drain_seconds);
 	timer_arm(d->loop, &d->drain_timer, (uint64_t)d->cfg.drain_seconds * 1000, on_drain_timeout);
@@ -123,10 +126,13 @@ static int setup(struct daemon *d, int sfd)
 			r == -EADDRINUSE ? "another sluiced is listening there" : strerror(-r));
 		return r;
 	}
-	log_info("filter socket %s, window %u bytes", d->cfg.filter_socket, d->cfg.window);
 	timer_arm(d->loop, &d->tick, 1000, on_tick);
 	d->backend = backends[d->cfg.mode];
-	return d->backend->start(d);
+	r = d->backend->start(d);
+	if (r < 0)
+		return r;
+	log_info("filter socket %s, window %u bytes", d->cfg.filter_socket, d->cfg.window);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -162,11 +168,18 @@ int main(int argc, char **argv)
 	if (r >= 0)
 		r = loop_run(d.loop);
 
-	/* Rules first, so that no connection is redirected to a closed port. */
-	if (d.backend && !d.draining)
-		d.backend->stop(&d);
+	/*
+	 * New connections stop being diverted first; then the flows still open
+	 * are reset, while the rules are there to carry the resets back to
+	 * the applications (a diverted connection's packets need its NAT
+	 * mapping); then the rules go.
+	 */
+	if (d.backend && d.backend->quiesce)
+		d.backend->quiesce(&d);
 	if (d.flows)
 		relay_close_all(&d);
+	if (d.backend)
+		d.backend->stop(&d);
 	channel_free(d.channel);
 	procinfo_free(d.procinfo);
 	flow_table_free(d.flows);

@@ -127,6 +127,11 @@ int nft_ruleset(const struct config *cfg, uint16_t port, uint32_t tproxy_mark, c
 	put(&t, "add table inet " NFT_TABLE "\n");
 	put(&t, "delete table inet " NFT_TABLE "\n");
 	put(&t, "table inet " NFT_TABLE " {\n\tflags owner\n");
+	/* The switch: while `on` holds tcp, new connections are diverted.
+	 * Draining empties it, which stops diverting new connections but
+	 * keeps the rules, whose presence the connections already diverted
+	 * need until they end. */
+	put(&t, "\tset on {\n\t\ttype inet_proto\n\t\telements = { tcp }\n\t}\n");
 	if (!sel->all_ports) {
 		put(&t, "\tset ports {\n\t\ttype inet_service\n\t\tflags interval\n\t\tauto-merge\n"
 			"\t\telements = { ");
@@ -154,7 +159,7 @@ int nft_ruleset(const struct config *cfg, uint16_t port, uint32_t tproxy_mark, c
 		if (sel->cgroup)
 			put(&t, "socket cgroupv2 level %u \"%s\" ", sel->cgroup_level,
 			    sel->cgroup_rel);
-		put(&t, "meta l4proto tcp redirect to :%u\n\t}\n", port);
+		put(&t, "meta l4proto @on meta l4proto tcp redirect to :%u\n\t}\n", port);
 	} else {
 		/*
 		 * Packets of connections that already have a transparent
@@ -168,9 +173,9 @@ int nft_ruleset(const struct config *cfg, uint16_t port, uint32_t tproxy_mark, c
 		put(&t, "\t\tmeta l4proto tcp socket transparent 1 meta mark set 0x%x accept\n",
 		    tproxy_mark);
 		put_selection(&t, sel, false);
-		put(&t, "\t\tmeta l4proto tcp tproxy ip to :%u meta mark set 0x%x accept\n", port,
+		put(&t, "\t\tmeta l4proto @on meta l4proto tcp tproxy ip to :%u meta mark set 0x%x accept\n", port,
 		    tproxy_mark);
-		put(&t, "\t\tmeta l4proto tcp tproxy ip6 to :%u meta mark set 0x%x accept\n", port,
+		put(&t, "\t\tmeta l4proto @on meta l4proto tcp tproxy ip6 to :%u meta mark set 0x%x accept\n", port,
 		    tproxy_mark);
 		put(&t, "\t}\n");
 	}
@@ -254,6 +259,13 @@ nomem:
 	free(r);
 	snprintf(err, errlen, "out of memory");
 	return -ENOMEM;
+}
+
+int nft_rules_quiesce(struct nft_rules *r)
+{
+	if (!r)
+		return 0;
+	return nft_run_cmd_from_buffer(r->ctx, "flush set inet " NFT_TABLE " on\n") ? -EIO : 0;
 }
 
 void nft_rules_remove(struct nft_rules *r)

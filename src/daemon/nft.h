@@ -38,6 +38,12 @@ int nft_ruleset(const struct config *cfg, uint16_t port, uint32_t tproxy_mark, c
 int nft_rules_install(const struct config *cfg, uint16_t port, uint32_t tproxy_mark,
 		      struct nft_rules **ret_rules, char *err, size_t errlen);
 
+/*
+ * Stops diverting new connections, leaving those already diverted alone
+ * (they need the table until they end). Returns 0 or -EIO. Accepts NULL.
+ */
+int nft_rules_quiesce(struct nft_rules *r);
+
 /* Deletes the table and frees r. Accepts NULL. */
 void nft_rules_remove(struct nft_rules *r);
 

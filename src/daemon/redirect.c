@@ -162,6 +162,14 @@ void redirect_describe(const struct config *cfg, uint16_t port)
 		 ports, port, cfg->mark);
 }
 
+void redirect_quiesce(struct redirect *r)
+{
+	if (nft_rules_quiesce(r->rules) < 0)
+		log_warn("could not stop diverting new connections; they are refused until exit");
+	listener_close(&r->ls[0]);
+	listener_close(&r->ls[1]);
+}
+
 void redirect_stop(struct redirect *r)
 {
 	nft_rules_remove(r->rules);

@@ -34,6 +34,10 @@ int redirect_start(struct daemon *d, struct redirect *r, bool transparent, uint3
 struct config;
 void redirect_describe(const struct config *cfg, uint16_t port);
 
+/* Stops taking new connections (they go their normal way), keeping what
+ * flows already diverted need. */
+void redirect_quiesce(struct redirect *r);
+
 /* Removes the rules and closes the listeners. Safe after a failed start. */
 void redirect_stop(struct redirect *r);
 

@@ -45,6 +45,9 @@ static struct nlmsghdr *rule_msg(char *buf, uint16_t type, uint16_t flags, int f
 	frh->family = (uint8_t)family;
 	frh->action = FR_ACT_TO_TBL;
 	frh->table = table < 256 ? (uint8_t)table : RT_TABLE_UNSPEC;
+	/* A fixed priority makes the rule findable: without one the kernel
+	 * picks a new priority each time and EEXIST never comes. */
+	mnl_attr_put_u32(nlh, FRA_PRIORITY, ROUTE_RULE_PRIORITY);
 	mnl_attr_put_u32(nlh, FRA_FWMARK, mark);
 	mnl_attr_put_u32(nlh, FRA_FWMASK, 0xffffffff);
 	mnl_attr_put_u32(nlh, FRA_TABLE, table);

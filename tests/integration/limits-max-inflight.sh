@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# timeout: 90
+#
+# --max-inflight 65536 (the smallest allowed): a 200 MiB upload through
+# sluice-passthrough in replace mode completes intact. At ~50 MiB the filter
+# is stopped (SIGSTOP) for 4 s: the daemon must stop reading from the
+# client, so its RSS stays flat (within 1 MiB after 1 s of settling) and
+# the sender is blocked; after SIGCONT the upload completes intact.
+. "$(dirname "$0")/lib.sh"
+
+SIZE=200M
+SIZE_BYTES=$((200 << 20))
+STOP_AT=$((50 << 20))
+SETTLE=1
+SAMPLES=7          # one every 0.5 s after settling
+RSS_SLACK_KB=1024
+SENT_SLACK=$((1 << 20))
+
+UP=$(addr 127.0.0.1 "$(free_port)")
+LISTEN=$(addr 127.0.0.1 "$(free_port)")
+start_server srv "$UP" --count 1
+start_sluiced "$LISTEN" "$UP" --max-inflight 65536
+start_filter
+
+PROGRESS=$T/progress
+spawn cli timeout 80 python3 "$PEER" client --connect "$LISTEN" --send "$SIZE" --progress "$PROGRESS"
+CLIENT_PID=$SPAWNED_PID
+end=$((SECONDS + 30))
+while [ "$(progress_sent "$PROGRESS")" -lt "$STOP_AT" ]; do
+	alive "$CLIENT_PID" || fail "client ended before sending $STOP_AT bytes"
+	[ "$SECONDS" -lt "$end" ] || fail "client sent only $(progress_sent "$PROGRESS") bytes in 30 s"
+	sleep 0.02
+done
+
+kill -STOP "$FILTER_PID"
+sent_stop=$(progress_sent "$PROGRESS")
+sleep "$SETTLE"
+rss=()
+sent=()
+for i in $(seq "$SAMPLES"); do
+	rss+=("$(rss_kb "$SLUICED_PID")")
+	sent+=("$(progress_sent "$PROGRESS")")
+	[ "$i" -eq "$SAMPLES" ] || sleep 0.5
+done
+still_running=0
+alive "$CLIENT_PID" && still_running=1
+kill -CONT "$FILTER_PID"
+
+log "filter stopped at $sent_stop bytes sent; sent while stopped: ${sent[*]}"
+log "sluiced VmRSS while stopped (KiB): ${rss[*]}"
+[ "$still_running" -eq 1 ] && [ "${sent[-1]}" -lt "$SIZE_BYTES" ] ||
+	fail "the upload went on to the end while the filter was stopped"
+max=${rss[0]}
+for r in "${rss[@]}"; do
+	[ "$r" -le "$max" ] || max=$r
+done
+[ $((max - rss[0])) -le "$RSS_SLACK_KB" ] ||
+	fail "sluiced RSS grew by $((max - rss[0])) KiB while the filter was stopped: ${rss[*]}"
+[ $((sent[-1] - sent[0])) -le "$SENT_SLACK" ] ||
+	fail "the sender was not blocked: it sent $((sent[-1] - sent[0])) more bytes while the filter was stopped"
+
+wait_pid "$CLIENT_PID" 60 || fail "client failed or did not finish after SIGCONT"
+wait_server 20
+compare cli srv --count 1 --expect-out "$SIZE"
+if grep -F "dropping filter client" "$SLUICED_LOG"; then
+	fail "the filter was dropped"
+fi
+log "sluiced peak RSS: $(hwm_kb "$SLUICED_PID") KiB"
+stop_sluiced

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# timeout: 120
+#
+# --verdict-timeout 2, policy open: a 200 MiB upload through
+# sluice-passthrough; at ~50 MiB the filter is stopped with SIGSTOP and left
+# stopped. It now sits on offered bytes without a verdict, so after 2 s (not
+# before; the daemon checks once a second) the daemon must drop it as
+# failed (log "no verdict for 2 s") and, the policy being open, let the flow
+# continue unfiltered: the upload completes intact while the filter is
+# still stopped. On SIGCONT the filter finds its channel closed (it says
+# "daemon closed the channel") and exits.
+. "$(dirname "$0")/lib.sh"
+
+TIMEOUT=2
+STOP_AT=$((50 << 20))
+
+UP=$(addr 127.0.0.1 "$(free_port)")
+LISTEN=$(addr 127.0.0.1 "$(free_port)")
+start_server srv "$UP" --count 1
+start_sluiced "$LISTEN" "$UP" --verdict-timeout "$TIMEOUT" --on-filter-failure open
+start_filter
+
+PROGRESS=$T/progress
+spawn cli timeout 100 python3 "$PEER" client --connect "$LISTEN" --send 200M --progress "$PROGRESS"
+CLIENT_PID=$SPAWNED_PID
+end=$((SECONDS + 30))
+while [ "$(progress_sent "$PROGRESS")" -lt "$STOP_AT" ]; do
+	alive "$CLIENT_PID" || fail "client ended before sending $STOP_AT bytes"
+	[ "$SECONDS" -lt "$end" ] || fail "client sent only $(progress_sent "$PROGRESS") bytes in 30 s"
+	sleep 0.02
+done
+kill -STOP "$FILTER_PID"
+t_stop=$(date +%s.%N)
+sent_stop=$(progress_sent "$PROGRESS")
+
+wait_for_log "$SLUICED_LOG" "no verdict for $TIMEOUT s" $((TIMEOUT + 5)) ||
+	fail "sluiced did not drop the stopped filter within $((TIMEOUT + 5)) s (no 'no verdict for $TIMEOUT s')"
+t_drop=$(date +%s.%N)
+after=$(awk -v a="$t_stop" -v b="$t_drop" 'BEGIN { printf "%.1f", b - a }')
+log "filter stopped at $sent_stop bytes sent; dropped ${after} s later"
+log "$(grep -F "no verdict for" "$SLUICED_LOG")"
+awk -v x="$after" -v t="$TIMEOUT" 'BEGIN { exit !(x >= t - 0.3) }' ||
+	fail "the filter was dropped $after s after it stopped, before the verdict timeout of $TIMEOUT s"
+grep -F "no verdict for" "$SLUICED_LOG" | grep -qF "1 flows continue unfiltered (fail-open)" ||
+	fail "the drop line does not say that 1 flow continues unfiltered (fail-open)"
+alive "$CLIENT_PID" || fail "the upload ended while the filter was stopped, before it was dropped"
+
+wait_pid "$CLIENT_PID" 60 || fail "client failed or did not finish after the filter was dropped"
+wait_server 20
+compare cli srv --count 1 --expect-out 200M
+alive "$FILTER_PID" || fail "the stopped filter is gone"
+
+kill -CONT "$FILTER_PID"
+wait_for_log "$FILTER_LOG" "daemon closed the channel" 10 ||
+	fail "after SIGCONT the filter did not see its channel closed within 10 s"
+rc=0
+wait_pid "$FILTER_PID" 5 || rc=$?
+[ "$rc" -ne 124 ] || fail "the filter is still running 5 s after it saw its channel closed"
+log "after SIGCONT: $(grep -F "daemon closed the channel" "$FILTER_LOG") (exit $rc)"
+FILTER_PID=
+stop_sluiced
