@@ -51,7 +51,8 @@ struct client {
 	struct client *next, *prev;
 	struct client *dead_next;
 	uint64_t last_verdict_ms; /* for --verdict-timeout */
-	uint64_t last_closed_id;  /* the last flow it was told is closed */
+	uint64_t last_closed_id;  /* the last flow it was told is closed, */
+	uint8_t last_closed_type; /* about a frame of this type */
 };
 
 /*
@@ -491,11 +492,12 @@ static struct flow *client_flow(struct client *c, uint64_t id, uint8_t type, boo
 	if (f && f->filter == c)
 		return f;
 	if (!f && flow_id_plausible(t, id, c->first_gen)) {
-		/* Once per flow: a filter streaming verdicts when its flow
-		 * was reset would otherwise get one error for each. */
-		if (c->last_closed_id != id)
+		/* Once per flow and frame type: a filter streaming verdicts
+		 * when its flow was reset would otherwise get one for each. */
+		if (c->last_closed_id != id || c->last_closed_type != type)
 			send_error(c, id, SLUICE_ERR_FLOW_CLOSED, type, "flow closed");
 		c->last_closed_id = id;
+		c->last_closed_type = type;
 		return NULL;
 	}
 	client_drop(c, "%s names flow " FLOW_ID_FMT ", which it was never given", frame_type_name(type),

@@ -58,6 +58,7 @@ static const char usage[] =
 	"  --max-inflight BYTES    data bytes queued to one filter (default 1M; 64K to 64M)\n"
 	"  --group GROUP           members may use the sockets too (default: root only)\n"
 	"  --log-level LEVEL       error, warning, info (default) or debug\n"
+	"  --log-format FORMAT     text (default) or json: one object per line\n"
 	"  --help, --version\n";
 
 static int fail(char *msg, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -235,7 +236,7 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 	       OPT_XUID, OPT_CGROUP, OPT_DEST, OPT_XDEST, OPT_PORT, OPT_SOCKET, OPT_WINDOW,
 	       OPT_MAX_FLOWS, OPT_MARK, OPT_DRAIN, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION,
 	       OPT_ON_FAILURE, OPT_GRACE, OPT_VERDICT_TIMEOUT, OPT_IDLE, OPT_MAX_FILTERS,
-	       OPT_MAX_FRAME, OPT_MAX_INFLIGHT, OPT_GROUP };
+	       OPT_MAX_FRAME, OPT_MAX_INFLIGHT, OPT_GROUP, OPT_LOG_FORMAT };
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, OPT_LISTEN },
 		{ "upstream", required_argument, NULL, OPT_UPSTREAM },
@@ -262,6 +263,7 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 		{ "max-inflight", required_argument, NULL, OPT_MAX_INFLIGHT },
 		{ "group", required_argument, NULL, OPT_GROUP },
 		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+		{ "log-format", required_argument, NULL, OPT_LOG_FORMAT },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ 0 },
@@ -283,6 +285,7 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 		.max_frame = DEFAULT_MAX_FRAME,
 		.max_inflight = DEFAULT_MAX_INFLIGHT,
 		.log_level = LOG_INFO,
+		.log_format = LOG_FORMAT_TEXT,
 	};
 	optind = 0;
 	opterr = 0;
@@ -430,6 +433,14 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 				return fail(msg, len,
 					    "--log-level: '%s' is not error, warning, info or debug",
 					    optarg);
+			break;
+		case OPT_LOG_FORMAT:
+			if (!strcmp(optarg, "text"))
+				cfg->log_format = LOG_FORMAT_TEXT;
+			else if (!strcmp(optarg, "json"))
+				cfg->log_format = LOG_FORMAT_JSON;
+			else
+				return fail(msg, len, "--log-format: '%s' is not text or json", optarg);
 			break;
 		case OPT_HELP:
 			snprintf(msg, len, "%s", usage);

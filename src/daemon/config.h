@@ -89,6 +89,7 @@ struct config {
 	uint32_t max_inflight;    /* DATA bytes queued to one filter */
 	const char *group;        /* may use the sockets, besides root */
 	int log_level;
+	int log_format;           /* enum log_format */
 };
 
 /*

@@ -13,6 +13,7 @@
 #include "daemon.h"
 #include "flow.h"
 #include "log.h"
+#include "notify.h"
 #include "procinfo.h"
 #include "relay.h"
 
@@ -42,6 +43,15 @@ static void check_drained(void *arg)
 	}
 }
 
+/* Tells a service manager (systemd's Type=notify) how we are; best effort. */
+static void notify(const char *state)
+{
+	int r = notify_send(state);
+
+	if (r < 0)
+		log_warn("notify %s: $NOTIFY_SOCKET: %s", state, strerror(-r));
+}
+
 /*
  * The first SIGINT or SIGTERM stops accepting (and removes the rules, so
  * new connections go their normal way) and lets open flows finish for
@@ -60,6 +70,7 @@ static void on_signal(struct io *io, uint32_t revents)
 		return;
 	}
 	d->draining = true;
+	notify("STOPPING=1");
 	if (d->backend->quiesce)
 		d->backend->quiesce(d);
 	else
@@ -132,6 +143,10 @@ static int setup(struct daemon *d, int sfd)
 	if (r < 0)
 		return r;
 	log_info("filter socket %s, window %u bytes", d->cfg.filter_socket, d->cfg.window);
+	/* The listener and the filter socket are up (and in intercept and
+	 * gateway modes the rules are in place): units ordered after ours
+	 * may start now. */
+	notify("READY=1");
 	return 0;
 }
 
@@ -152,6 +167,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_set_level((enum log_level)d.cfg.log_level);
+	log_set_format((enum log_format)d.cfg.log_format);
 	signal(SIGPIPE, SIG_IGN);
 
 	sigemptyset(&mask);

@@ -24,6 +24,50 @@ struct stream_seg {
 	uint8_t *data;
 };
 
+/*
+ * Rings are lent to directions only while they hold bytes: an idle flow
+ * costs no buffer. Returned rings wait in a small pool for the next burst,
+ * so that busy flows do not allocate and free a window's worth each time.
+ * Per thread, like everything a flow touches.
+ */
+#define POOL_MAX 16
+
+static __thread struct {
+	void *rings[POOL_MAX];
+	size_t size; /* all rings in the pool have this size */
+	unsigned count;
+} pool;
+
+static uint8_t *ring_get(size_t size)
+{
+	if (pool.count && pool.size == size)
+		return pool.rings[--pool.count];
+	return malloc(size);
+}
+
+static void ring_put(uint8_t *ring, size_t size)
+{
+	if (pool.count && pool.size != size) {
+		while (pool.count)
+			free(pool.rings[--pool.count]);
+	}
+	if (pool.count == POOL_MAX) {
+		free(ring);
+		return;
+	}
+	pool.size = size;
+	pool.rings[pool.count++] = ring;
+}
+
+/* Gives the ring back once it holds nothing. */
+static void ring_trim(struct stream *s)
+{
+	if (s->ring && s->win.in == s->win.out) {
+		ring_put(s->ring, s->win.limit);
+		s->ring = NULL;
+	}
+}
+
 void stream_init(struct stream *s, uint32_t window)
 {
 	memset(s, 0, sizeof(*s));
@@ -46,7 +90,8 @@ void stream_fini(struct stream *s)
 	}
 	s->head = s->tail = s->last_ring = NULL;
 	s->nsegs = 0;
-	free(s->ring);
+	if (s->ring)
+		ring_put(s->ring, s->win.limit);
 	s->ring = NULL;
 }
 
@@ -73,7 +118,7 @@ int stream_read_iov(struct stream *s, struct iovec iov[2], size_t max)
 	if (!space)
 		return 0;
 	if (!s->ring) {
-		s->ring = malloc(s->win.limit);
+		s->ring = ring_get(s->win.limit);
 		if (!s->ring)
 			return -ENOMEM;
 	}
@@ -222,6 +267,7 @@ static void drop_source(struct stream *s, uint64_t n)
 {
 	skip_source(s, n);
 	s->decided += n;
+	ring_trim(s);
 }
 
 /* Appends supplied bytes to the output. Returns 0, -ENOSPC or -ENOMEM. */
@@ -265,6 +311,7 @@ void stream_commit_read(struct stream *s, size_t n)
 		abort(); /* the caller read more than stream_read_iov() allowed */
 	if (s->shut) {
 		drop_source(s, s->win.in - s->decided);
+		ring_trim(s);
 		return;
 	}
 	/* If no memory is left to queue them, the bytes stay undecided and
@@ -415,6 +462,7 @@ void stream_commit_write(struct stream *s, size_t n)
 	if (n)
 		abort(); /* more written than stream_out_iov() offered */
 	consume_written(s);
+	ring_trim(s);
 }
 
 bool stream_out_pending(const struct stream *s)
