@@ -682,6 +682,21 @@ static void test_log_level(void **state)
 		assert_refused(ARGV("--intercept", "80", "--log-level", bad[i]), "--log-level");
 }
 
+static void test_log_format(void **state)
+{
+	static const char *const bad[] = { "JSON", "", "xml", "json " };
+	struct config cfg;
+
+	assert_parses(ARGV("--intercept", "80"), &cfg);
+	assert_int_equal(cfg.log_format, LOG_FORMAT_TEXT);
+	assert_parses(ARGV("--intercept", "80", "--log-format", "json"), &cfg);
+	assert_int_equal(cfg.log_format, LOG_FORMAT_JSON);
+	assert_parses(ARGV("--intercept", "80", "--log-format", "text"), &cfg);
+	assert_int_equal(cfg.log_format, LOG_FORMAT_TEXT);
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+		assert_refused(ARGV("--intercept", "80", "--log-format", bad[i]), "--log-format");
+}
+
 /* --port, --max-flows and --filter-socket at their bounds. */
 static void test_other_options(void **state)
 {
@@ -857,6 +872,7 @@ int main(void)
 		cmocka_unit_test(test_mark),
 		cmocka_unit_test(test_drain_seconds),
 		cmocka_unit_test(test_log_level),
+		cmocka_unit_test(test_log_format),
 		cmocka_unit_test(test_other_options),
 		cmocka_unit_test(test_unknown_and_missing),
 		cmocka_unit_test(test_other_getopt_errors),
