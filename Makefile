@@ -3,7 +3,7 @@
 # there).
 BUILD ?= build
 
-.PHONY: all deps build check check-asan demo bench clean
+.PHONY: all deps build check check-asan demo bench clean install
 
 all: build
 
@@ -30,6 +30,22 @@ check-asan: deps
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		tests/run-all $(ASAN_BUILD)
 
+# make install [PREFIX=/usr] [DESTDIR=/tmp/root]: the daemon, sluicectl,
+# the example filters, libsluice (shared and static) with its headers and
+# pkg-config file, the man pages, the systemd unit and /etc/default/sluiced.
+# A build directory of its own, so that the prefix of $(BUILD), which the
+# tests use, is left alone.
+PREFIX ?= /usr/local
+INSTALL_BUILD ?= build-install
+install: deps
+	@if [ -f $(INSTALL_BUILD)/build.ninja ]; then \
+		meson configure $(INSTALL_BUILD) --prefix=$(PREFIX); \
+	else \
+		meson setup $(INSTALL_BUILD) --prefix=$(PREFIX); \
+	fi
+	ninja -C $(INSTALL_BUILD)
+	meson install -C $(INSTALL_BUILD) --no-rebuild $(if $(DESTDIR),--destdir $(abspath $(DESTDIR)))
+
 demo: build
 	@scripts/demo.sh $(BUILD)
 
@@ -37,4 +53,4 @@ bench: build
 	@bench/throughput.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(INSTALL_BUILD)
