@@ -9,6 +9,7 @@ PACKAGES="
 	libcmocka-dev libnftables-dev libmnl-dev
 	curl nginx-light socat haproxy iperf3 openssl
 	python3 iproute2 procps psmisc nftables vsftpd util-linux
+	scdoc man-db
 "
 
 missing=""
