@@ -17,6 +17,7 @@
 #include "flow.h"
 #include "frame.h"
 #include "log.h"
+#include "metrics.h"
 #include "relay.h"
 #include "stream.h"
 #include "unixsock.h"
@@ -97,6 +98,33 @@ static size_t client_inbuf(const struct channel *ch)
 const char *channel_client_name(const struct client *c)
 {
 	return c->label;
+}
+
+const struct client *channel_next_client(const struct channel *ch, const struct client *c)
+{
+	return c ? c->next : ch->clients;
+}
+
+void channel_client_info(const struct client *c, struct channel_client_info *ret)
+{
+	unsigned n = 0;
+
+	for (const struct flow *f = c->flows; f; f = f->filter_next)
+		n++;
+	*ret = (struct channel_client_info){
+		.id = c->id, .pid = c->pid, .uid = c->uid, .name = c->name, .ready = c->ready,
+		.flows = n, .queued = c->out.len - c->out.off, .dirs = c->sub_dirs, .sub = &c->sub,
+	};
+}
+
+unsigned channel_client_count(const struct channel *ch)
+{
+	return ch->nclients;
+}
+
+const char *channel_orphan_name(const struct flow *f)
+{
+	return f->orphans ? f->orphans->name : NULL;
 }
 
 /* Output buffer. */
@@ -290,6 +318,7 @@ size_t channel_data_room(struct flow *f)
 	if (out_pending(&c->out) < c->ch->d->cfg.max_inflight)
 		return room;
 	if (!f->waiting) {
+		metrics_inc(M_STALLS);
 		f->waiting = true;
 		f->wait_next = NULL;
 		if (c->wait_tail)
@@ -518,6 +547,7 @@ static int on_verdict(struct client *c, const struct frame *fr)
 	f = client_flow(c, v->flow, SLUICE_FRAME_VERDICT, &dropped);
 	if (!f)
 		return dropped ? -1 : 0;
+	metrics_verdict(v->op);
 	if (v->op == SLUICE_VERDICT_RESET) {
 		relay_reset(f, 0, "the filter asked for it");
 		return 0;
@@ -567,6 +597,7 @@ static int on_open_verdict(struct client *c, const struct frame *fr)
 	f = client_flow(c, v->flow, SLUICE_FRAME_OPEN_VERDICT, &dropped);
 	if (!f)
 		return dropped ? -1 : 0;
+	metrics_open_verdict(v->action);
 	if (!f->awaiting_verdict && v->action == SLUICE_OPEN_IGNORE) {
 		/* Late (the wait ran out and allowed the flow), but it still
 		 * means what it says: the filter wants nothing more of it. */
@@ -808,6 +839,7 @@ static void client_drop(struct client *c, const char *fmt, ...)
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	c->dead = true;
+	metrics_inc(M_FILTER_DROPS);
 	/* Best effort, so that an ERROR frame explaining the drop gets there. */
 	if (out_pending(&c->out))
 		(void)!send(c->io.fd, c->out.data + c->out.off, out_pending(&c->out),

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 
@@ -21,6 +22,7 @@ struct daemon;
 struct channel;
 struct client;
 struct flow;
+struct frame_subscribe;
 
 int channel_new(struct daemon *d, const char *path, struct channel **ret_channel);
 /* Closes every client (their flows go on unfiltered) and the socket. */
@@ -70,5 +72,27 @@ void channel_tick(struct channel *ch);
 
 /* A short name for logs: "filter 3 (passthrough)". */
 const char *channel_client_name(const struct client *c);
+
+/* What the control socket shows of a filter client. */
+struct channel_client_info {
+	unsigned id;
+	pid_t pid;
+	uid_t uid;
+	const char *name; /* from its HELLO; "" before it */
+	bool ready;       /* HELLO exchanged */
+	unsigned flows;   /* flows it filters now */
+	size_t queued;    /* bytes queued to it and not yet sent */
+	uint8_t dirs;     /* SLUICE_SUB_* it wants */
+	const struct frame_subscribe *sub; /* the ports it wants (none: every port) */
+};
+
+/* The clients of ch, newest first: NULL gives the first; NULL after the last. */
+const struct client *channel_next_client(const struct channel *ch, const struct client *c);
+void channel_client_info(const struct client *c, struct channel_client_info *ret);
+unsigned channel_client_count(const struct channel *ch);
+
+/* The name of the filter an orphaned flow waits for (--filter-grace-seconds),
+ * or NULL. */
+const char *channel_orphan_name(const struct flow *f);
 
 #endif

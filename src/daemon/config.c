@@ -38,6 +38,9 @@ static const char usage[] =
 	"  --port PORT             local port redirected connections arrive on (default: any)\n"
 	"  --filter-socket PATH    Unix socket filters connect to\n"
 	"                          (default " DEFAULT_FILTER_SOCKET ")\n"
+	"  --control PATH          Unix socket sluicectl connects to\n"
+	"                          (default " DEFAULT_CONTROL_SOCKET ")\n"
+	"  --metrics ADDR:PORT     serve Prometheus metrics at http://ADDR:PORT/metrics\n"
 	"  --window BYTES          bytes held per flow and direction (default 256K; 4K to 64M)\n"
 	"  --max-flows N           most flows at once (default 65536)\n"
 	"  --mark MARK             SO_MARK on sockets sluiced opens (default 0x5c1ce)\n"
@@ -236,7 +239,8 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 	       OPT_XUID, OPT_CGROUP, OPT_DEST, OPT_XDEST, OPT_PORT, OPT_SOCKET, OPT_WINDOW,
 	       OPT_MAX_FLOWS, OPT_MARK, OPT_DRAIN, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION,
 	       OPT_ON_FAILURE, OPT_GRACE, OPT_VERDICT_TIMEOUT, OPT_IDLE, OPT_MAX_FILTERS,
-	       OPT_MAX_FRAME, OPT_MAX_INFLIGHT, OPT_GROUP, OPT_LOG_FORMAT };
+	       OPT_MAX_FRAME, OPT_MAX_INFLIGHT, OPT_GROUP, OPT_LOG_FORMAT, OPT_CONTROL,
+	       OPT_METRICS };
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, OPT_LISTEN },
 		{ "upstream", required_argument, NULL, OPT_UPSTREAM },
@@ -264,6 +268,8 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 		{ "group", required_argument, NULL, OPT_GROUP },
 		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 		{ "log-format", required_argument, NULL, OPT_LOG_FORMAT },
+		{ "control", required_argument, NULL, OPT_CONTROL },
+		{ "metrics", required_argument, NULL, OPT_METRICS },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ 0 },
@@ -275,6 +281,7 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 	*cfg = (struct config){
 		.mode = MODE_LISTEN,
 		.filter_socket = DEFAULT_FILTER_SOCKET,
+		.control_socket = DEFAULT_CONTROL_SOCKET,
 		.window = DEFAULT_WINDOW,
 		.max_flows = DEFAULT_MAX_FLOWS,
 		.mark = DEFAULT_MARK,
@@ -441,6 +448,16 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 				cfg->log_format = LOG_FORMAT_JSON;
 			else
 				return fail(msg, len, "--log-format: '%s' is not text or json", optarg);
+			break;
+		case OPT_CONTROL:
+			if (!*optarg || strlen(optarg) >= 108)
+				return fail(msg, len, "--control: bad path '%s'", optarg);
+			cfg->control_socket = optarg;
+			cfg->control_set = true;
+			break;
+		case OPT_METRICS:
+			if (addr_parse(optarg, 0, &cfg->metrics_addr, &cfg->metrics_len) < 0)
+				return fail(msg, len, "--metrics: '%s' is not ADDR:PORT", optarg);
 			break;
 		case OPT_HELP:
 			snprintf(msg, len, "%s", usage);

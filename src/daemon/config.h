@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #define DEFAULT_FILTER_SOCKET "/run/sluice/filter.sock"
+#define DEFAULT_CONTROL_SOCKET "/run/sluice/control.sock"
 #define DEFAULT_WINDOW (256 * 1024)
 #define MIN_WINDOW 4096
 #define MAX_WINDOW (64 * 1024 * 1024)
@@ -88,6 +89,10 @@ struct config {
 	uint32_t max_frame;       /* largest frame accepted from a filter */
 	uint32_t max_inflight;    /* DATA bytes queued to one filter */
 	const char *group;        /* may use the sockets, besides root */
+	const char *control_socket;
+	bool control_set;         /* given: failing to listen there is an error */
+	struct sockaddr_storage metrics_addr;
+	socklen_t metrics_len;    /* 0: no metrics endpoint */
 	int log_level;
 	int log_format;           /* enum log_format */
 };

@@ -177,6 +177,18 @@ uint32_t flow_table_count(const struct flow_table *t)
 	return t->count;
 }
 
+struct flow *flow_table_next(const struct flow_table *t, uint32_t *cursor)
+{
+	for (uint32_t i = *cursor; i < t->cap; i++) {
+		if (t->slots[i]) {
+			*cursor = i + 1;
+			return t->slots[i];
+		}
+	}
+	*cursor = t->cap;
+	return NULL;
+}
+
 void flow_table_foreach(struct flow_table *t, void (*fn)(struct flow *f, void *arg), void *arg)
 {
 	for (uint32_t i = 0; i < t->cap; i++)

@@ -116,6 +116,14 @@ uint64_t flow_table_next_gen(const struct flow_table *t);
 
 uint32_t flow_table_count(const struct flow_table *t);
 
+/*
+ * The live flow in the lowest slot at or after *cursor (start at 0), or
+ * NULL; *cursor moves past it. For walks that span event batches (the
+ * control socket's flow list): flows opened or closed in between may or may
+ * not be seen, but none is seen twice.
+ */
+struct flow *flow_table_next(const struct flow_table *t, uint32_t *cursor);
+
 /* Calls fn for every live flow; fn may release the flow it is given. */
 void flow_table_foreach(struct flow_table *t, void (*fn)(struct flow *f, void *arg), void *arg);
 

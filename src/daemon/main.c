@@ -10,9 +10,11 @@
 #include "backend.h"
 #include "channel.h"
 #include "config.h"
+#include "control.h"
 #include "daemon.h"
 #include "flow.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "procinfo.h"
 #include "relay.h"
@@ -106,6 +108,7 @@ static int setup(struct daemon *d, int sfd)
 {
 	int r;
 
+	metrics_init();
 	r = loop_new(&d->loop);
 	if (r < 0) {
 		log_err("event loop: %s", strerror(-r));
@@ -140,6 +143,10 @@ static int setup(struct daemon *d, int sfd)
 	timer_arm(d->loop, &d->tick, 1000, on_tick);
 	d->backend = backends[d->cfg.mode];
 	r = d->backend->start(d);
+	if (r >= 0)
+		r = control_open(d);
+	if (r >= 0)
+		r = metrics_open(d);
 	if (r < 0)
 		return r;
 	log_info("filter socket %s, window %u bytes", d->cfg.filter_socket, d->cfg.window);
@@ -196,6 +203,8 @@ int main(int argc, char **argv)
 		relay_close_all(&d);
 	if (d.backend)
 		d.backend->stop(&d);
+	control_free(d.control);
+	metrics_server_free(d.metrics);
 	channel_free(d.channel);
 	procinfo_free(d.procinfo);
 	flow_table_free(d.flows);

@@ -15,6 +15,7 @@
 #include "daemon.h"
 #include "flow.h"
 #include "log.h"
+#include "metrics.h"
 #include "procinfo.h"
 #include "relay.h"
 
@@ -74,6 +75,7 @@ static void flow_end(struct flow *f, int err, bool abort_conn)
 {
 	if (f->state == FLOW_DEAD)
 		return;
+	metrics_flow_closed(abort_conn);
 	timer_cancel(f->d->loop, &f->timer);
 	close_sock(f, SIDE_APP, abort_conn);
 	close_sock(f, SIDE_SERVER, abort_conn);
@@ -169,12 +171,15 @@ static bool splice_read(struct flow *f, int dir)
 		}
 		/* Decided as they arrive: keep the offsets as readv would. */
 		window_take(&st->win, (uint64_t)n);
+		metrics_read(dir, (uint64_t)n);
 		st->decided = st->win.in;
 		f->active_ms = loop_now_ms();
 		fd->in_pipe += (size_t)n;
 		if ((size_t)n < max)
 			break;
 	}
+	if (!st->src_eof && !window_space(&st->win))
+		metrics_inc(M_WINDOW_FULL);
 	return true;
 }
 
@@ -203,6 +208,7 @@ static bool splice_write(struct flow *f, int dir)
 		f->active_ms = loop_now_ms();
 		window_give(&fd->st.win, (uint64_t)n);
 		fd->st.written += (uint64_t)n;
+		metrics_written(dir, (uint64_t)n);
 	}
 	return true;
 }
@@ -262,11 +268,14 @@ static bool relay_read(struct flow *f, int dir)
 		if (to_filter && !stream_undecided(st))
 			fd->offered_ms = f->active_ms;
 		stream_commit_read(st, (size_t)n);
+		metrics_read(dir, (uint64_t)n);
 		if (to_filter)
 			channel_send_data(f, dir, offset, iov, cnt, (size_t)n, 0);
 		if ((size_t)n < max)
 			break; /* the socket is most likely drained */
 	}
+	if (!st->src_eof && !window_space(&st->win))
+		metrics_inc(M_WINDOW_FULL);
 	return true;
 }
 
@@ -303,6 +312,7 @@ static bool relay_write(struct flow *f, int dir)
 			return false;
 		}
 		stream_commit_write(st, (size_t)n);
+		metrics_written(dir, (uint64_t)n);
 		f->active_ms = loop_now_ms();
 		if ((size_t)n < total)
 			sink->write_blocked = true;
@@ -651,6 +661,7 @@ int relay_start(struct daemon *d, int app_fd, const struct flow_origin *o)
 		close(app_fd);
 		return r;
 	}
+	metrics_inc(M_FLOWS_OPENED);
 	f->app_addr = o->app;
 	f->dst_addr = o->dst;
 	f->transparent = o->transparent;
