@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -51,7 +52,8 @@ static void notify(const char *state)
 	int r = notify_send(state);
 
 	if (r < 0)
-		log_warn("notify %s: $NOTIFY_SOCKET: %s", state, strerror(-r));
+		log_warn("notify %s: NOTIFY_SOCKET=%s: %s", state, getenv("NOTIFY_SOCKET"),
+			 strerror(-r));
 }
 
 /*
