@@ -8,7 +8,7 @@ PACKAGES="
 	meson ninja-build pkg-config gcc clang
 	libcmocka-dev libnftables-dev libmnl-dev
 	curl nginx-light socat haproxy iperf3 openssl
-	python3 iproute2 procps psmisc nftables vsftpd util-linux
+	python3 iproute2 procps psmisc nftables vsftpd util-linux tmux
 	scdoc man-db
 "
 
