@@ -213,6 +213,39 @@ else
 	log "skipped: systemd-analyze verify (systemd-analyze is not installed; it comes with the systemd package, not installed here so as not to change this machine's init)"
 fi
 
+# The unit's capability bounding set is all the installed sluiced needs to
+# intercept and to act as a gateway (root, in a namespace of the test's).
+caps=$(sed -n 's/^CapabilityBoundingSet=//p' "$unit" | tr 'A-Z ' 'a-z\n' | sed -n 's/^cap_/+/p' | paste -sd,)
+if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null || ! command -v nft >/dev/null; then
+	log "not checked: sluiced with only the unit's capabilities (needs root, setpriv and nft)"
+elif [ -z "$caps" ]; then
+	fail "the unit sets no CapabilityBoundingSet"
+else
+	. "$(dirname "$0")/netns.sh"
+	netns_add NS_CAPS caps
+	n=0
+	for mode in "--intercept 80,443" "--gateway 80"; do
+		n=$((n + 1))
+		# shellcheck disable=SC2086 # mode is two words
+		netns_spawn "caps-$n" "$NS_CAPS" setpriv --bounding-set "-all,$caps" --inh-caps -all -- \
+			"$R/usr/sbin/sluiced" $mode --filter-socket "$T/caps-$n.sock" --control "$T/caps-ctl-$n.sock"
+		pid=$NETNS_PID
+		for i in $(seq 100); do
+			netns_has_sluice_table "$NS_CAPS" && [ -S "$T/caps-$n.sock" ] && break
+			alive "$pid" || fail "sluiced $mode with only $caps: $(cat "$T/caps-$n.err")"
+			sleep 0.05
+		done
+		netns_has_sluice_table "$NS_CAPS" || fail "sluiced $mode with only $caps made no table: $(cat "$T/caps-$n.err")"
+		eff=$(awk '$1 == "CapEff:" { print $2 }' "/proc/$pid/status")
+		kill -TERM "$pid"
+		rc=0
+		wait_pid "$pid" 10 || rc=$?
+		[ "$rc" -eq 0 ] || fail "sluiced $mode with only $caps: exit status $rc"
+		grep -E 'error|warning' "$T/caps-$n.err" && fail "sluiced $mode with only $caps complained"
+		log "sluiced $mode runs with only $caps (CapEff $eff)"
+	done
+fi
+
 # 4. The man pages render without a warning, in a UTF-8 and in the C
 # locale, and are complete (read in the C locale, where a hyphen is '-').
 for page in "$R"/usr/share/man/man*/*; do
