@@ -21,7 +21,7 @@
 
 /* Bytes read from a source in one call, and calls per wake-up: big reads
  * cost fewer syscalls; the cap keeps one busy flow from starving others. */
-#define READ_CHUNK (256 * 1024)
+#define READ_CHUNK (128 * 1024)
 #define READS_PER_EVENT 4
 #define WRITE_IOV 16
 /* How long a new local flow waits for its owner's identity. */
