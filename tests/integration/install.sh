@@ -55,6 +55,7 @@ expect=(
 	/usr/share/man/man3/libsluice.3
 	/usr/share/man/man7/sluice-protocol.7
 	/usr/share/doc/sluice/protocol.md
+	/usr/share/doc/sluice/control.md
 	"$UNITDIR/sluiced.service"
 	/etc/default/sluiced
 )
@@ -90,6 +91,7 @@ nm -D --defined-only "$R$LIBDIR/libsluice.so" | awk '{print $3}' | grep -v '^slu
 
 # The unit's paths are those of the prefix.
 unit=$R$UNITDIR/sluiced.service
+# shellcheck disable=SC2016 # $SLUICED_ARGS is the unit's, not ours
 grep -qx 'ExecStart=/usr/sbin/sluiced $SLUICED_ARGS' "$unit" || fail "unit: ExecStart is $(grep ^ExecStart "$unit")"
 grep -qx 'EnvironmentFile=-/etc/default/sluiced' "$unit" || fail "unit: $(grep ^EnvironmentFile "$unit")"
 grep -q '^SLUICED_ARGS=' "$R/etc/default/sluiced" || fail "/etc/default/sluiced sets no SLUICED_ARGS"
@@ -188,7 +190,6 @@ sys.stdout.write(b.decode())' "$LISTEN") || fail "client through the installed s
 	log "$prog: --help, and 'HELLO, INSTALLED SLUICE' through the installed sluiced"
 done
 unset LD_LIBRARY_PATH
-SLUICED=$BUILD/sluiced
 
 # 3. The unit. systemd-analyze only reads files here; systemd is not run.
 if command -v systemd-analyze >/dev/null; then
@@ -230,7 +231,7 @@ else
 		netns_spawn "caps-$n" "$NS_CAPS" setpriv --bounding-set "-all,$caps" --inh-caps -all -- \
 			"$R/usr/sbin/sluiced" $mode --filter-socket "$T/caps-$n.sock" --control "$T/caps-ctl-$n.sock"
 		pid=$NETNS_PID
-		for i in $(seq 100); do
+		for _ in $(seq 100); do
 			netns_has_sluice_table "$NS_CAPS" && [ -S "$T/caps-$n.sock" ] && break
 			alive "$pid" || fail "sluiced $mode with only $caps: $(cat "$T/caps-$n.err")"
 			sleep 0.05
@@ -266,6 +267,10 @@ for f in $(grep -oE '^[a-z_ ]+\**sluice_[a-z_]+\(' "$TOP/include/sluice/sluice.h
 		fail "libsluice.3 does not describe $f() (docs/libsluice.3.scd)"
 done
 if [ -x "$R/usr/bin/sluicectl" ]; then
+	for o in $("$R/usr/bin/sluicectl" --help | grep -oE -- '--[a-z][a-z-]+' | sort -u); do
+		MANWIDTH=1000 man -l "$R/usr/share/man/man8/sluicectl.8" 2>/dev/null | grep -qF -- "$o" ||
+			fail "sluicectl.8 does not document $o (docs/sluicectl.8.scd)"
+	done
 	for c in status flows top kill filters; do
 		MANWIDTH=1000 man -l "$R/usr/share/man/man8/sluicectl.8" 2>/dev/null | grep -qE "^ +$c( |$)" ||
 			fail "sluicectl.8 does not describe $c (docs/sluicectl.8.scd)"

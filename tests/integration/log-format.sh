@@ -29,8 +29,10 @@ life() {
 	spawn "sluiced-$2" "$SLUICED" --listen "$listen" --upstream "$UP" --filter-socket "$WEIRD" \
 		--log-format "$fmt" --log-level debug
 	SLUICED_PID=$SPAWNED_PID
+	# shellcheck disable=SC2034 # lib.sh's, for start_filter and the logs
 	SLUICED_LOG=$T/sluiced-$2.err
 	wait_listening "$listen" "$SLUICED_PID" sluiced
+	# shellcheck disable=SC2034
 	FILTER_SOCK=$WEIRD
 	start_filter
 	run_client "cli-$2" 30 "$listen" --send 32K

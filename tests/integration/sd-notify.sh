@@ -21,11 +21,10 @@ LISTENER=$TESTS_DIR/tools/notify_listener.py
 # start_listener NAME SOCKET CHECK: notify_listener.py in the background,
 # running CHECK (sh) at each datagram. Sets LISTENER_PID, LISTENER_OUT.
 start_listener() {
-	local i
 	spawn "$1" python3 "$LISTENER" --socket "$2" --check "$3" --timeout 60
 	LISTENER_PID=$SPAWNED_PID
 	LISTENER_OUT=$T/$1.out
-	for i in $(seq 200); do
+	for _ in $(seq 200); do
 		grep -qx bound "$LISTENER_OUT" 2>/dev/null && return 0
 		alive "$LISTENER_PID" || fail "notify_listener.py exited: $(cat "$T/$1.err")"
 		sleep 0.05
@@ -36,8 +35,8 @@ start_listener() {
 # record STATE: the JSON line of the first datagram that set STATE=1, once
 # it came (10 s).
 record() {
-	local i line
-	for i in $(seq 200); do
+	local line
+	for _ in $(seq 200); do
 		line=$(grep -F "\"$1\": \"1\"" "$LISTENER_OUT" | head -n 1)
 		[ -n "$line" ] && {
 			echo "$line"
