@@ -34,6 +34,7 @@ ctl_cleanup() {
 	[ -z "$PUBDIR" ] || rm -rf "$PUBDIR"
 }
 # lib.sh's own cleanup must see the test's exit status in $?.
+# shellcheck disable=SC2154 # _rc is set in the trap itself
 trap '_rc=$?; set +e; ctl_cleanup; (exit $_rc); _cleanup' EXIT
 
 CTL=$T/control.sock

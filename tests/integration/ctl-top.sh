@@ -21,6 +21,7 @@ TMUX_SOCK=$T/tmux.sock
 tm() { tmux -S "$TMUX_SOCK" "$@"; }
 # The tmux server is not one of spawn()'s process groups: stop it here,
 # before lib.sh's cleanup.
+# shellcheck disable=SC2154 # _rc is set in the trap itself
 trap '_rc=$?; set +e; tm kill-server 2>/dev/null; (exit $_rc); _cleanup' EXIT
 
 CTL=$T/control.sock
