@@ -18,8 +18,9 @@
  * - A refusal must not overtake the responses to requests passed before it
  *   (a client may pipeline), and the server must not see the end of the
  *   stream while it still answers them: nginx, for one, stops sending a
- *   response when the client half-closes. So a refused request is held,
- *   undecided, until the earlier responses are complete.
+ *   response when the client half-closes. So a refused request, and what
+ *   comes after it, is dropped at once, but the end of the out direction
+ *   and the answer wait until the earlier responses are complete.
  * - A request with Upgrade, or a CONNECT, switches the connection to another
  *   protocol only if the server agrees (101, or 2xx to CONNECT). Until the
  *   response says so, what the client sends after it is held; on a switch
@@ -68,6 +69,7 @@ enum state {
 	ST_TRAILER,    /* trailer lines, up to an empty line */
 	ST_TO_CLOSE,   /* a response body that ends with the connection */
 	ST_HOLD,       /* out only: deciding nothing until a response comes */
+	ST_DISCARD,    /* out only: a refusal waits; dropping what comes */
 	ST_DONE,       /* passed on or shut down: nothing more to decide */
 };
 
@@ -698,14 +700,20 @@ static int pass_to(struct sluice_client *c, struct flow *fl, enum sluice_dir dir
 }
 
 /*
- * Holds what the out direction has undecided. The peek tells the daemon
- * that the bytes are held on purpose (it drops a filter that sits on
- * bytes without one, see sluiced --verdict-timeout).
+ * Holds what the out direction has undecided until the response to an
+ * Upgrade or CONNECT. The peek tells the daemon that the bytes are held on
+ * purpose: it drops a filter that sits on bytes without one (sluiced
+ * --verdict-timeout). When the server has closed, no response will come,
+ * and the out direction ends instead.
  */
 static int hold(struct sluice_client *c, struct flow *fl)
 {
 	struct side *out = &fl->side[SLUICE_DIR_OUT];
 
+	if (fl->side[SLUICE_DIR_IN].st == ST_DONE) {
+		out->st = ST_DONE;
+		return sluice_shutdown(c, fl->id, SLUICE_DIR_OUT);
+	}
 	out->st = ST_HOLD;
 	return sluice_peek(c, fl->id, SLUICE_DIR_OUT, out->decided + fl->head_max);
 }
@@ -784,15 +792,24 @@ static bool responses_done(const struct flow *fl)
 	return in->st == ST_DONE || (!fl->kcount && in->st == ST_HEAD);
 }
 
-/* Refuses the request whose head starts at out's decision point. */
+/*
+ * Refuses the request whose head starts at out's decision point. When
+ * responses are due, it and all that follows is dropped as it comes, so
+ * that the daemon holds nothing for us while we wait; only the end of the
+ * out direction and the answer wait.
+ */
 static int refuse(struct sluice_client *c, struct flow *fl, int status, bool head)
 {
+	struct side *out = &fl->side[SLUICE_DIR_OUT];
+
 	fl->answer = status;
 	fl->answer_head = head;
 	if (responses_done(fl))
 		return finish_refusal(c, fl);
 	fl->deadline = now_ms() + ANSWER_WAIT_MS;
-	return hold(c, fl);
+	out->st = ST_DISCARD;
+	out->decided = out->seen;
+	return sluice_drop(c, fl->id, SLUICE_DIR_OUT, out->seen);
 }
 
 /* The server has answered an Upgrade or CONNECT without switching: read requests again. */
@@ -977,9 +994,13 @@ static int walk(struct sluice_client *c, struct http_block *hb, struct flow *fl,
 
 	if (s->seen < chunk_end)
 		s->seen = chunk_end;
-	if (s->st == ST_DONE || s->st == ST_HOLD || off > s->parsed)
+	if (s->st == ST_DISCARD && s->decided < chunk_end) {
+		s->decided = chunk_end;
+		return sluice_drop(c, fl->id, dir, chunk_end);
+	}
+	if (s->st == ST_DONE || s->st == ST_HOLD || s->st == ST_DISCARD || off > s->parsed)
 		return 0;
-	while (len && s->st != ST_DONE && s->st != ST_HOLD) {
+	while (len && s->st != ST_DONE && s->st != ST_HOLD && s->st != ST_DISCARD) {
 		if (s->st == ST_BODY || s->st == ST_CHUNK_DATA || s->st == ST_TO_CLOSE) {
 			n = s->st != ST_TO_CLOSE && s->left < len ? (size_t)s->left : len;
 			r = pass_to(c, fl, dir, off + n);
@@ -1047,7 +1068,8 @@ static int walk(struct sluice_client *c, struct http_block *hb, struct flow *fl,
 	}
 	s->parsed = off;
 	/* A re-offer is at most one frame; if it was cut short, ask for the rest. */
-	if (s->st != ST_DONE && s->st != ST_HOLD && !len && chunk_end < s->seen)
+	if (s->st != ST_DONE && s->st != ST_HOLD && s->st != ST_DISCARD && !len &&
+	    chunk_end < s->seen)
 		return sluice_peek(c, fl->id, dir, s->decided);
 	return 0;
 }
@@ -1106,11 +1128,21 @@ static int on_eof(struct sluice_client *c, uint64_t flow, enum sluice_dir dir, u
 	s = &fl->side[dir];
 	s->eof = true;
 	if (dir == SLUICE_DIR_OUT) {
-		/* Held bytes are decided later, by finish_refusal() or unhold(). */
-		if (s->st == ST_HOLD)
-			return 1;
 		if (s->st == ST_DONE)
 			return 0;
+		/*
+		 * The shutdown comes from finish_refusal(), switch_protocols()
+		 * or unhold(). Held bytes are dropped: a peek cannot stay
+		 * armed after the FIN, and the daemon drops a filter that sits
+		 * on bytes without one. A client that sends after its
+		 * Upgrade without waiting for the answer, and then ends, loses
+		 * those bytes.
+		 */
+		if (s->st == ST_HOLD || s->st == ST_DISCARD) {
+			s->decided = offset;
+			r = sluice_drop(c, flow, dir, offset);
+			return r < 0 ? r : 1;
+		}
 		/*
 		 * The library would pass what is undecided: a head or line cut
 		 * short by the FIN, never inspected. Drop it instead.

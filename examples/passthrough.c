@@ -122,7 +122,7 @@ static void on_error(struct sluice_client *c, uint64_t flow, uint32_t code, cons
 
 static void usage(FILE *f, bool full)
 {
-	fprintf(f, "usage: " PROG " [--socket PATH] [--pass] [--name NAME] [--help]\n");
+	fprintf(f, "usage: " PROG " [--socket PATH] [--pass] [--no-shm] [--name NAME] [--help]\n");
 	if (!full)
 		return;
 	fprintf(f,
@@ -132,6 +132,7 @@ static void usage(FILE *f, bool full)
 		"  -s, --socket PATH  the daemon's filter socket (default " SLUICE_DEFAULT_SOCKET
 		")\n"
 		"  -p, --pass         answer with pass verdicts instead of sending the bytes back\n"
+		"  -m, --no-shm       exchange bytes through the socket, not shared memory\n"
 		"  -n, --name NAME    name shown in the daemon's logs (default passthrough)\n"
 		"  -h, --help         show this help\n");
 }
@@ -142,6 +143,7 @@ int main(int argc, char **argv)
 		{"socket", required_argument, NULL, 's'},
 		{"pass", no_argument, NULL, 'p'},
 		{"name", required_argument, NULL, 'n'},
+		{"no-shm", no_argument, NULL, 'm'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -149,6 +151,8 @@ int main(int argc, char **argv)
 		.sz = sizeof(opts),
 		.path = SLUICE_DEFAULT_SOCKET,
 		.name = "passthrough",
+		/* The bytes come and go through shared memory, not the socket. */
+		.features = SLUICE_FEATURE_SHM,
 	};
 	struct sluice_callbacks cb = {
 		.sz = sizeof(cb),
@@ -164,7 +168,7 @@ int main(int argc, char **argv)
 	struct flow_stats *s;
 	int opt, r;
 
-	while ((opt = getopt_long(argc, argv, "s:pn:h", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "s:pmn:h", options, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			opts.path = optarg;
@@ -174,6 +178,9 @@ int main(int argc, char **argv)
 			break;
 		case 'n':
 			opts.name = optarg;
+			break;
+		case 'm':
+			opts.features &= ~SLUICE_FEATURE_SHM;
 			break;
 		case 'h':
 			usage(stdout, true);

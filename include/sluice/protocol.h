@@ -33,7 +33,9 @@ enum sluice_frame_type {
 	SLUICE_FRAME_OPEN_VERDICT = 7, /* filter -> daemon: a connect-time verdict */
 	SLUICE_FRAME_ERROR = 8,        /* daemon -> filter: a request was refused */
 	SLUICE_FRAME_SUBSCRIBE = 9,    /* filter -> daemon: which flows it wants */
-	SLUICE_FRAME_TYPE_MAX = 9,
+	SLUICE_FRAME_SHM = 10,         /* daemon -> filter: the shared rings (fd attached) */
+	SLUICE_FRAME_RELEASE = 11,     /* both ways: ring bytes consumed up to a position */
+	SLUICE_FRAME_TYPE_MAX = 11,
 };
 
 enum sluice_dir {
@@ -62,6 +64,7 @@ enum sluice_open_action {
 
 /* Feature bits a filter sets in its HELLO. */
 #define SLUICE_FEATURE_OPEN_VERDICT (1u << 0) /* it answers every OPEN */
+#define SLUICE_FEATURE_SHM (1u << 1)          /* data travels in shared memory */
 
 /* OPEN frame flags. */
 #define SLUICE_OPEN_F_UID (1u << 0)     /* the uid field is known */
@@ -73,6 +76,10 @@ enum sluice_open_action {
 
 /* DATA frame flags. */
 #define SLUICE_DATA_F_REOFFER (1u << 0) /* bytes offered before, sent again after a peek */
+#define SLUICE_DATA_F_SHM (1u << 1)     /* the bytes are in the forward ring: pos, len */
+
+/* VERDICT frame flags. */
+#define SLUICE_VERDICT_F_SHM (1u << 0) /* the bytes are in the reverse ring: pos, len */
 
 /* SUBSCRIBE: directions wanted, and at most this many port ranges. */
 #define SLUICE_SUB_OUT (1u << 0)

@@ -120,7 +120,8 @@ static const char *decode_data_like(const uint8_t *b, size_t n, uint8_t flags, s
 {
 	if (n < FRAME_DATA_BODY)
 		return "DATA/EOF too short";
-	if ((flags & ~(f->type == SLUICE_FRAME_DATA ? SLUICE_DATA_F_REOFFER : 0)) ||
+	if ((flags & ~(f->type == SLUICE_FRAME_DATA ? SLUICE_DATA_F_REOFFER | SLUICE_DATA_F_SHM
+						      : 0)) ||
 	    !all_zero(b + 9, 7))
 		return "DATA/EOF reserved bits set";
 	if (b[8] > SLUICE_DIR_IN)
@@ -130,6 +131,8 @@ static const char *decode_data_like(const uint8_t *b, size_t n, uint8_t flags, s
 	f->data.offset = get64(b + 16);
 	f->data.bytes = b + FRAME_DATA_BODY;
 	f->data.len = n - FRAME_DATA_BODY;
+	if ((flags & SLUICE_DATA_F_SHM) && f->data.len != FRAME_SHM_REF)
+		return "DATA in shared memory without exactly a position and a length";
 	return NULL;
 }
 
@@ -162,7 +165,7 @@ static const char *decode_verdict(const uint8_t *b, size_t n, uint8_t flags, str
 
 	if (n < FRAME_VERDICT_BODY)
 		return "VERDICT too short";
-	if (flags || get16(b + 10) || get32(b + 12))
+	if ((flags & ~SLUICE_VERDICT_F_SHM) || get16(b + 10) || get32(b + 12))
 		return "VERDICT reserved bits set";
 	v->flow = get64(b);
 	v->dir = b[8];
@@ -179,6 +182,10 @@ static const char *decode_verdict(const uint8_t *b, size_t n, uint8_t flags, str
 		return "VERDICT carries bytes its operation does not take";
 	if (v->op == SLUICE_VERDICT_REPLACE && v->from > v->to)
 		return "VERDICT replace range reversed";
+	if ((flags & SLUICE_VERDICT_F_SHM) &&
+	    ((v->op != SLUICE_VERDICT_REPLACE && v->op != SLUICE_VERDICT_INJECT) ||
+	     v->len != FRAME_SHM_REF))
+		return "VERDICT in shared memory without a replace or inject position and length";
 	return NULL;
 }
 
@@ -244,6 +251,45 @@ static const char *decode_subscribe(const uint8_t *b, size_t n, uint8_t flags, s
 	return NULL;
 }
 
+static const char *decode_shm(const uint8_t *b, size_t n, uint8_t flags, struct frame *f)
+{
+	if (n != FRAME_SHM_BODY)
+		return "SHM has a bad length";
+	if (flags || get64(b + 8))
+		return "SHM reserved bits set";
+	f->shm.fwd_size = get32(b);
+	f->shm.rev_size = get32(b + 4);
+	if (f->shm.fwd_size < 4096 || f->shm.rev_size < 4096 || (f->shm.fwd_size & 4095) ||
+	    (f->shm.rev_size & 4095))
+		return "SHM ring sizes must be whole pages";
+	return NULL;
+}
+
+static const char *decode_release(const uint8_t *b, size_t n, uint8_t flags, struct frame *f)
+{
+	if (n != FRAME_RELEASE_BODY)
+		return "RELEASE has a bad length";
+	if (flags || get64(b + 8))
+		return "RELEASE reserved bits set";
+	f->release.pos = get64(b);
+	return NULL;
+}
+
+int frame_shm_ref(const uint8_t *bytes, size_t len, uint64_t *ret_pos, uint64_t *ret_len)
+{
+	if (len != FRAME_SHM_REF)
+		return -EBADMSG;
+	*ret_pos = get64(bytes);
+	*ret_len = get64(bytes + 8);
+	return 0;
+}
+
+void frame_put_shm_ref(uint8_t *buf, uint64_t pos, uint64_t len)
+{
+	put64(buf, pos);
+	put64(buf + 8, len);
+}
+
 static const decode_fn decoders[SLUICE_FRAME_TYPE_MAX + 1] = {
 	[SLUICE_FRAME_HELLO] = decode_hello,
 	[SLUICE_FRAME_OPEN] = decode_open,
@@ -254,6 +300,8 @@ static const decode_fn decoders[SLUICE_FRAME_TYPE_MAX + 1] = {
 	[SLUICE_FRAME_OPEN_VERDICT] = decode_open_verdict,
 	[SLUICE_FRAME_ERROR] = decode_error,
 	[SLUICE_FRAME_SUBSCRIBE] = decode_subscribe,
+	[SLUICE_FRAME_SHM] = decode_shm,
+	[SLUICE_FRAME_RELEASE] = decode_release,
 };
 
 int frame_decode(const uint8_t *buf, size_t len, uint32_t max_frame, struct frame *ret,
@@ -326,6 +374,10 @@ size_t frame_size(const struct frame *f)
 		return h + FRAME_ERROR_BODY + f->error.text_len;
 	case SLUICE_FRAME_SUBSCRIBE:
 		return h + FRAME_SUBSCRIBE_BODY + 4 * (size_t)f->subscribe.nports;
+	case SLUICE_FRAME_SHM:
+		return h + FRAME_SHM_BODY;
+	case SLUICE_FRAME_RELEASE:
+		return h + FRAME_RELEASE_BODY;
 	}
 	return 0;
 }
@@ -434,6 +486,13 @@ ssize_t frame_encode(uint8_t *buf, size_t cap, const struct frame *f)
 		if (f->error.text_len)
 			memcpy(b + FRAME_ERROR_BODY, f->error.text, f->error.text_len);
 		break;
+	case SLUICE_FRAME_SHM:
+		put32(b, f->shm.fwd_size);
+		put32(b + 4, f->shm.rev_size);
+		break;
+	case SLUICE_FRAME_RELEASE:
+		put64(b, f->release.pos);
+		break;
 	case SLUICE_FRAME_SUBSCRIBE:
 		b[0] = f->subscribe.dirs;
 		b[1] = f->subscribe.nports;
@@ -458,6 +517,8 @@ const char *frame_type_name(uint8_t type)
 		[SLUICE_FRAME_OPEN_VERDICT] = "OPEN_VERDICT",
 		[SLUICE_FRAME_ERROR] = "ERROR",
 		[SLUICE_FRAME_SUBSCRIBE] = "SUBSCRIBE",
+		[SLUICE_FRAME_SHM] = "SHM",
+		[SLUICE_FRAME_RELEASE] = "RELEASE",
 	};
 
 	return type <= SLUICE_FRAME_TYPE_MAX && names[type] ? names[type] : "unknown";

@@ -23,6 +23,9 @@
 #define FRAME_OPEN_VERDICT_BODY 32
 #define FRAME_ERROR_BODY 16
 #define FRAME_SUBSCRIBE_BODY 4
+#define FRAME_SHM_BODY 16
+#define FRAME_RELEASE_BODY 16
+#define FRAME_SHM_REF 16 /* pos and len of bytes in a ring, in DATA or VERDICT */
 
 /* Header plus fixed body of the frames that carry bytes. */
 #define FRAME_DATA_PREFIX (SLUICE_FRAME_HEADER_SIZE + FRAME_DATA_BODY)
@@ -98,6 +101,17 @@ struct frame_subscribe {
 	} ports[SLUICE_SUB_MAX_PORTS];
 };
 
+/* SHM: the memfd holds the forward ring then the reverse ring. */
+struct frame_shm {
+	uint32_t fwd_size, rev_size;
+};
+
+/* RELEASE: ring bytes before pos are free again (which ring: the one the
+ * receiver writes). */
+struct frame_release {
+	uint64_t pos;
+};
+
 struct frame {
 	uint8_t type;
 	uint8_t flags;
@@ -110,6 +124,8 @@ struct frame {
 		struct frame_open_verdict open_verdict;
 		struct frame_error error;
 		struct frame_subscribe subscribe;
+		struct frame_shm shm;
+		struct frame_release release;
 	};
 };
 
@@ -140,6 +156,14 @@ size_t frame_size(const struct frame *f);
  */
 void frame_put_data_prefix(uint8_t *buf, uint64_t flow, uint8_t dir, uint64_t offset,
 			   size_t len);
+
+/*
+ * The position and length a DATA or VERDICT with the SHM flag carries in
+ * place of bytes. Returns 0, or -EBADMSG when the frame has the flag but not
+ * exactly FRAME_SHM_REF bytes (the decoder already checks this).
+ */
+int frame_shm_ref(const uint8_t *bytes, size_t len, uint64_t *ret_pos, uint64_t *ret_len);
+void frame_put_shm_ref(uint8_t *buf, uint64_t pos, uint64_t len);
 
 /* Sets the flags byte of an encoded frame's header (DATA's REOFFER). */
 static inline void frame_set_flags(uint8_t *buf, uint8_t flags)

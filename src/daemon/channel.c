@@ -19,6 +19,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "relay.h"
+#include "shmring.h"
 #include "stream.h"
 #include "unixsock.h"
 
@@ -52,6 +53,11 @@ struct client {
 	struct client *next, *prev;
 	struct client *dead_next;
 	uint64_t last_verdict_ms; /* for --verdict-timeout */
+	/* SLUICE_FEATURE_SHM: DATA bytes go through fwd, replacements come
+	 * through rev; see shmring.h. */
+	bool shm;
+	bool rev_consumed; /* rev.tail moved: tell the filter */
+	struct shm_ring fwd, rev;
 	uint64_t last_closed_id;  /* the last flow it was told is closed, */
 	uint8_t last_closed_type; /* about a frame of this type */
 };
@@ -310,13 +316,24 @@ void channel_detach(struct flow *f, uint32_t reason)
 	send_frame(c, &fr);
 }
 
+/* Data may be queued to c: its buffer is under the limit, and with shared
+ * memory, its ring has space. */
+static bool has_room(const struct client *c)
+{
+	return out_pending(&c->out) < c->ch->d->cfg.max_inflight &&
+	       (!c->shm || shm_space(&c->fwd) > 0);
+}
+
 size_t channel_data_room(struct flow *f)
 {
 	struct client *c = f->filter;
 	size_t room = c->peer_max - FRAME_DATA_PREFIX;
 
-	if (out_pending(&c->out) < c->ch->d->cfg.max_inflight)
+	if (has_room(c)) {
+		if (c->shm && room > shm_space(&c->fwd))
+			room = (size_t)shm_space(&c->fwd);
 		return room;
+	}
 	if (!f->waiting) {
 		metrics_inc(M_STALLS);
 		f->waiting = true;
@@ -336,6 +353,27 @@ void channel_send_data(struct flow *f, uint8_t dir, uint64_t offset, const struc
 	struct client *c = f->filter;
 	uint8_t *p;
 
+	if (c->shm && len <= shm_space(&c->fwd)) {
+		/* The bytes go to the ring (one copy, in user space); the
+		 * frame says where they are. */
+		if (out_reserve(&c->out, FRAME_DATA_PREFIX + FRAME_SHM_REF) < 0) {
+			client_drop(c, "no memory for its output");
+			return;
+		}
+		p = c->out.data + c->out.len;
+		frame_put_data_prefix(p, f->id, dir, offset, FRAME_SHM_REF);
+		frame_set_flags(p, flags | SLUICE_DATA_F_SHM);
+		frame_put_shm_ref(p + FRAME_DATA_PREFIX, c->fwd.head, len);
+		c->out.len += FRAME_DATA_PREFIX + FRAME_SHM_REF;
+		for (int i = 0; i < iovcnt && len; i++) {
+			size_t k = iov[i].iov_len < len ? iov[i].iov_len : len;
+
+			memcpy(shm_at(&c->fwd, c->fwd.head), iov[i].iov_base, k);
+			c->fwd.head += k;
+			len -= k;
+		}
+		return;
+	}
 	if (out_reserve(&c->out, FRAME_DATA_PREFIX + len) < 0) {
 		client_drop(c, "no memory for its output");
 		return;
@@ -416,7 +454,7 @@ static void wake_waiters(struct client *c)
 	 * buffer again queues itself at the tail. */
 	struct flow *f = c->wait_head, *last = c->wait_tail;
 
-	while (f && out_pending(&c->out) < c->ch->d->cfg.max_inflight && !c->dead) {
+	while (f && has_room(c) && !c->dead) {
 		struct flow *next = f->wait_next;
 
 		c->wait_head = next;
@@ -453,13 +491,75 @@ static void client_flush(struct client *c)
 		client_drop(c, "epoll: %s", strerror(errno));
 		return;
 	}
-	if (c->wait_head && out_pending(&c->out) < c->ch->d->cfg.max_inflight)
+	if (c->wait_head && has_room(c))
 		wake_waiters(c);
 }
 
 /* Frames from a client. Each handler returns 0, or -1 after dropping it. */
 
 typedef int (*frame_handler)(struct client *c, const struct frame *f);
+
+/*
+ * Makes the shared rings for c and sends them with an SHM frame right
+ * behind the HELLO. The memfd travels as SCM_RIGHTS on the same write as
+ * those bytes, which the filter reads before anything else: it cannot be
+ * confused with another. Returns 0, or -1 after dropping c.
+ */
+static int setup_shm(struct client *c)
+{
+	uint32_t size = (c->ch->d->cfg.max_inflight + 4095) & ~4095u;
+	struct frame fr = { .type = SLUICE_FRAME_SHM, .shm.fwd_size = size, .shm.rev_size = size };
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+			      .msg_controllen = sizeof(ctl.buf) };
+	struct cmsghdr *cm;
+	ssize_t n;
+	int fd = shm_create(size, size), r = fd;
+
+	if (fd >= 0) {
+		r = shm_map(fd, 0, size, &c->fwd);
+		if (r == 0)
+			r = shm_map(fd, size, size, &c->rev);
+	}
+	if (r < 0) {
+		if (fd >= 0)
+			close(fd);
+		client_drop(c, "shared memory: %s", strerror(-r));
+		return -1;
+	}
+	send_frame(c, &fr);
+	memset(&ctl, 0, sizeof(ctl));
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	iov = (struct iovec){ c->out.data + c->out.off, out_pending(&c->out) };
+	n = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(fd); /* the filter has its own now; our mappings keep the memory */
+	if (n <= 0) {
+		client_drop(c, "sending the shared memory: %s", n < 0 ? strerror(errno) : "no room");
+		return -1;
+	}
+	c->out.off += (size_t)n;
+	c->shm = true;
+	return 0;
+}
+
+static int on_release(struct client *c, const struct frame *f)
+{
+	if (!c->shm || shm_release(&c->fwd, f->release.pos) < 0) {
+		client_drop(c, "RELEASE of ring bytes it was not given");
+		return -1;
+	}
+	if (c->wait_head && has_room(c))
+		wake_waiters(c);
+	return 0;
+}
 
 static int on_hello(struct client *c, const struct frame *f)
 {
@@ -496,7 +596,10 @@ static int on_hello(struct client *c, const struct frame *f)
 	reply.hello.name = (const uint8_t *)"sluiced";
 	reply.hello.name_len = strlen("sluiced");
 	send_frame(c, &reply);
-	log_info("%s ready: pid %d, uid %u", c->label, (int)c->pid, (unsigned)c->uid);
+	if ((c->features & SLUICE_FEATURE_SHM) && setup_shm(c) < 0)
+		return -1;
+	log_info("%s ready: pid %d, uid %u%s", c->label, (int)c->pid, (unsigned)c->uid,
+		 c->shm ? ", shared memory" : "");
 	for (struct orphans *o = c->ch->orphans; o; o = o->next) {
 		if (!strcmp(o->name, c->name) && o->uid == c->uid) {
 			adopt(c, o);
@@ -538,12 +641,29 @@ static struct flow *client_flow(struct client *c, uint64_t id, uint8_t type, boo
 static int on_verdict(struct client *c, const struct frame *fr)
 {
 	const struct frame_verdict *v = &fr->verdict;
+	const uint8_t *bytes = v->bytes;
+	size_t len = v->len;
 	struct flow *f;
 	bool dropped;
 	char text[128];
 	int r;
 
 	c->last_verdict_ms = loop_now_ms();
+	if (fr->flags & SLUICE_VERDICT_F_SHM) {
+		uint64_t pos, n;
+
+		/* The filter fills the reverse ring in order, and we take
+		 * from it in the same order, whatever becomes of the flow. */
+		if (!c->shm || frame_shm_ref(v->bytes, v->len, &pos, &n) < 0 ||
+		    pos != c->rev.tail || n > c->rev.size) {
+			client_drop(c, "VERDICT bytes out of order in the shared ring");
+			return -1;
+		}
+		bytes = shm_at(&c->rev, pos);
+		len = (size_t)n;
+		c->rev.tail += n;
+		c->rev_consumed = true;
+	}
 	f = client_flow(c, v->flow, SLUICE_FRAME_VERDICT, &dropped);
 	if (!f)
 		return dropped ? -1 : 0;
@@ -552,7 +672,7 @@ static int on_verdict(struct client *c, const struct frame *fr)
 		relay_reset(f, 0, "the filter asked for it");
 		return 0;
 	}
-	r = stream_verdict(&f->dir[v->dir].st, v->op, v->from, v->to, v->bytes, v->len);
+	r = stream_verdict(&f->dir[v->dir].st, v->op, v->from, v->to, bytes, len);
 	switch (r) {
 	case 0:
 		relay_pump(f);
@@ -650,6 +770,8 @@ static const frame_handler handlers[SLUICE_FRAME_TYPE_MAX + 1] = {
 	[SLUICE_FRAME_OPEN_VERDICT] = on_open_verdict,
 	[SLUICE_FRAME_ERROR] = on_unexpected,
 	[SLUICE_FRAME_SUBSCRIBE] = on_subscribe,
+	[SLUICE_FRAME_SHM] = on_unexpected,
+	[SLUICE_FRAME_RELEASE] = on_release,
 };
 
 static void client_read(struct client *c)
@@ -698,6 +820,12 @@ static void client_read(struct client *c)
 		return;
 	memmove(c->in, c->in + pos, c->in_len - pos);
 	c->in_len -= pos;
+	if (c->rev_consumed) {
+		struct frame rel = { .type = SLUICE_FRAME_RELEASE, .release.pos = c->rev.tail };
+
+		send_frame(c, &rel);
+		c->rev_consumed = false;
+	}
 }
 
 static void on_client(struct io *io, uint32_t revents)
@@ -887,6 +1015,8 @@ static void client_drop(struct client *c, const char *fmt, ...)
 
 static void client_free(struct client *c)
 {
+	shm_unmap(&c->fwd);
+	shm_unmap(&c->rev);
 	free(c->in);
 	free(c->out.data);
 	free(c);

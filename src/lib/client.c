@@ -21,6 +21,7 @@
 
 #include "sluice/sluice.h"
 #include "frame.h"
+#include "shmring.h"
 #include "window.h"
 
 #define SLUICE_EXPORT __attribute__((visibility("default")))
@@ -107,6 +108,17 @@ struct sluice_client {
 	size_t in_cap, in_pos, in_len; /* [in_pos, in_len) is not yet decoded */
 	uint8_t *out;
 	size_t out_cap, out_pos, out_len; /* [out_pos, out_len) is not yet sent */
+
+	/*
+	 * The shared-memory channel (SLUICE_FEATURE_SHM): DATA bytes arrive in
+	 * fwd, replacement bytes go out through rev; only small frames pass
+	 * the socket. fwd_seen is how far DATA has come, fwd_told how far we
+	 * have released it to the daemon.
+	 */
+	bool shm;
+	struct shm_ring fwd, rev;
+	uint64_t fwd_seen, fwd_told;
+	int pending_fd; /* an fd that came with the daemon's bytes, for SHM */
 
 	struct flow_table flows;
 	/* A ring of the last IGNORED_MAX ignored flows; nignored counts all ever. */
@@ -367,6 +379,19 @@ static int out_verdict(struct sluice_client *c, uint64_t flow, uint8_t dir, uint
 	uint8_t *p;
 	int r;
 
+	/* Replacement bytes go through the reverse ring when they fit; the
+	 * frame then carries only where they are. */
+	if (c->shm && len && len <= shm_space(&c->rev)) {
+		r = out_reserve(c, FRAME_VERDICT_PREFIX + FRAME_SHM_REF, &p);
+		if (r < 0)
+			return r;
+		memcpy(shm_at(&c->rev, c->rev.head), bytes, len);
+		frame_put_verdict_prefix(p, flow, dir, op, from, to, FRAME_SHM_REF);
+		frame_set_flags(p, SLUICE_VERDICT_F_SHM);
+		frame_put_shm_ref(p + FRAME_VERDICT_PREFIX, c->rev.head, len);
+		c->rev.head += len;
+		return 0;
+	}
 	r = out_reserve(c, FRAME_VERDICT_PREFIX + len, &p);
 	if (r < 0)
 		return r;
@@ -504,6 +529,18 @@ static int handle_data(struct sluice_client *c, const struct frame *f)
 	size_t len = d->len;
 	struct flow_dir *s;
 
+	if (f->flags & SLUICE_DATA_F_SHM) {
+		uint64_t pos, n;
+
+		/* The daemon fills the ring in order; we release it in order,
+		 * once the callbacks of this read have run. */
+		if (!c->shm || frame_shm_ref(d->bytes, d->len, &pos, &n) < 0 ||
+		    pos != c->fwd_seen || n > c->fwd.size)
+			return fail(c, -EPROTO);
+		bytes = shm_at(&c->fwd, pos);
+		len = (size_t)n;
+		c->fwd_seen += n;
+	}
 	if (!fl)
 		return ignored_find(c, d->flow) ? 0 : fail(c, -EPROTO);
 	if (!(fl->dirs & dir_bit(d->dir)))
@@ -627,8 +664,38 @@ static int handle_error(struct sluice_client *c, const struct frame *f)
 typedef int (*handler_fn)(struct sluice_client *c, const struct frame *f);
 
 /* What the daemon may send once HELLO is done; anything else is a violation. */
+/* The daemon's shared rings: its memfd came with these bytes. */
+static int handle_shm(struct sluice_client *c, const struct frame *f)
+{
+	int fd = c->pending_fd, r;
+
+	if (c->shm || fd < 0)
+		return fail(c, -EPROTO);
+	c->pending_fd = -1;
+	r = shm_map(fd, 0, f->shm.fwd_size, &c->fwd);
+	if (r == 0) {
+		r = shm_map(fd, f->shm.fwd_size, f->shm.rev_size, &c->rev);
+		if (r < 0)
+			shm_unmap(&c->fwd);
+	}
+	close(fd); /* the mappings keep the memory */
+	if (r < 0)
+		return fail(c, r);
+	c->shm = true;
+	return 0;
+}
+
+/* The daemon has taken replacement bytes out of the reverse ring. */
+static int handle_release(struct sluice_client *c, const struct frame *f)
+{
+	if (!c->shm || shm_release(&c->rev, f->release.pos) < 0)
+		return fail(c, -EPROTO);
+	return 0;
+}
+
 static const handler_fn handlers[SLUICE_FRAME_TYPE_MAX + 1] = {
 	[SLUICE_FRAME_OPEN] = handle_open,   [SLUICE_FRAME_DATA] = handle_data,
+	[SLUICE_FRAME_SHM] = handle_shm,     [SLUICE_FRAME_RELEASE] = handle_release,
 	[SLUICE_FRAME_EOF] = handle_eof,     [SLUICE_FRAME_CLOSE] = handle_close,
 	[SLUICE_FRAME_ERROR] = handle_error,
 };
@@ -662,6 +729,36 @@ static int process_input(struct sluice_client *c)
 }
 
 /*
+ * recv() that keeps a file descriptor sent along with the bytes (the
+ * daemon's SHM frame carries its memfd that way). Any earlier one not yet
+ * claimed is closed: only the latest can belong to a frame still to come.
+ */
+static ssize_t recv_fds(struct sluice_client *c, void *buf, size_t len)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+			      .msg_controllen = sizeof(ctl.buf) };
+	struct cmsghdr *cm;
+	ssize_t n = recvmsg(c->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+
+	if (n < 0)
+		return n;
+	for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+		    cm->cmsg_len == CMSG_LEN(sizeof(int))) {
+			if (c->pending_fd >= 0)
+				close(c->pending_fd);
+			memcpy(&c->pending_fd, CMSG_DATA(cm), sizeof(int));
+		}
+	}
+	return n;
+}
+
+/*
  * One non-blocking read. Returns 1 when bytes arrived, 0 when none were
  * there. What is left in the buffer is less than one frame, and the buffer
  * holds two, so there is always room for the rest of it.
@@ -677,7 +774,7 @@ static int read_input(struct sluice_client *c)
 		c->in_len -= c->in_pos;
 		c->in_pos = 0;
 	}
-	n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
+	n = recv_fds(c, c->in + c->in_len, c->in_cap - c->in_len);
 	if (n > 0) {
 		c->in_len += (size_t)n;
 		return 1;
@@ -759,7 +856,7 @@ static int handshake(struct sluice_client *c, const char *name, uint32_t feature
 		r = wait_fd(c->fd, POLLIN, deadline);
 		if (r < 0)
 			return r;
-		n = recv(c->fd, c->in + c->in_len, need - c->in_len, MSG_DONTWAIT);
+		n = recv_fds(c, c->in + c->in_len, need - c->in_len);
 		if (n > 0)
 			c->in_len += (size_t)n;
 		else if (n == 0)
@@ -882,6 +979,7 @@ SLUICE_EXPORT int sluice_client_connect(const struct sluice_client_opts *opts,
 	if (!c)
 		return -ENOMEM;
 	c->fd = -1;
+	c->pending_fd = -1;
 	c->user = user;
 	r = copy_sized(&c->cb, sizeof(c->cb), cb);
 	if (r < 0)
@@ -920,6 +1018,10 @@ SLUICE_EXPORT void sluice_client_free(struct sluice_client *c)
 		return;
 	if (c->fd >= 0)
 		close(c->fd);
+	if (c->pending_fd >= 0)
+		close(c->pending_fd);
+	shm_unmap(&c->fwd);
+	shm_unmap(&c->rev);
 	free(c->in);
 	free(c->out);
 	for (size_t i = 0; c->flows.slots && i <= c->flows.mask; i++)
@@ -955,6 +1057,17 @@ SLUICE_EXPORT int sluice_client_dispatch(struct sluice_client *c)
 			r = process_input(c);
 	}
 	c->dispatching = false;
+	/* The callbacks are done with the shared bytes they were shown. */
+	if (c->shm && c->fwd_seen != c->fwd_told) {
+		struct frame rel = { .type = SLUICE_FRAME_RELEASE, .release.pos = c->fwd_seen };
+		size_t size = frame_size(&rel);
+		uint8_t *p;
+
+		if (out_reserve(c, size, &p) == 0) {
+			frame_encode(p, size, &rel);
+			c->fwd_told = c->fwd_seen;
+		}
+	}
 
 	/* Even after a callback's error, send what the callbacks decided. */
 	w = out_flush(c, false);
