@@ -5,7 +5,9 @@
 # Integrity at the sizes around the edges: empty, one byte, just under and
 # just over 500 KiB (where an unaccounted socket filter starts to lose data)
 # and 10 MiB, in both directions at once, through sluice-passthrough
-# rewriting every chunk (replace mode); then one size with --pass.
+# rewriting every chunk (replace mode), its bytes going both ways through
+# the shared-memory channel; then one size with --pass, and one with the
+# bytes through the socket instead (--no-shm).
 . "$(dirname "$0")/lib.sh"
 
 UP=$(addr 127.0.0.1 "$(free_port)")
@@ -31,6 +33,15 @@ done
 # 10 MiB flow in both directions.
 wait_for_log "$FILTER_LOG" "closed: out 10485760 in 10485760 bytes" 5 ||
 	fail "sluice-passthrough did not report a flow of 10485760 bytes each way"
+grep -q "(passthrough) ready: .*shared memory" "$SLUICED_LOG" ||
+	fail "sluice-passthrough did not get the shared-memory channel"
+stop_sluiced
+
+LISTEN=$(addr 127.0.0.1 "$(free_port)")
+start_sluiced "$LISTEN" "$UP"
+start_filter --no-shm
+one_size 10M
+grep -q "shared memory" "$SLUICED_LOG" && fail "--no-shm still got shared memory"
 stop_sluiced
 
 LISTEN=$(addr 127.0.0.1 "$(free_port)")

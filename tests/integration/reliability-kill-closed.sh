@@ -7,9 +7,11 @@
 # offset it decides before it sends the verdict. It passes the out
 # direction up to 64 MiB and then leaves the rest undecided; once it holds,
 # it is killed with SIGKILL. Then:
-#   - the flow is reset: the client's read sees a reset, not a clean EOF
-#     (the server sends only after the client's EOF, so the in direction
-#     has nothing to end early), and its writes fail;
+#   - the flow is reset, on both sides: the server's read ends with
+#     ECONNRESET, not a clean EOF, and the client's upload fails with
+#     ECONNRESET (peer.py reads and writes in two threads; the kernel
+#     reports a socket's error once, so one of the two gets ECONNRESET and
+#     the other may see EOF or EPIPE);
 #   - the server received no more than the filter had decided (the last
 #     offset in its file): nothing undecided leaked out after the kill;
 #   - the daemon logs that the flow was reset (fail-closed);
@@ -23,8 +25,27 @@
 . "$(dirname "$0")/lib.sh"
 
 WIRE=$TESTS_DIR/tools/wirefilter.py
+
+# reset_seen FILE: true if the first peer.py record of FILE has an
+# ECONNRESET (connecting, writing or reading).
+reset_seen() {
+	[ "$(json "$1" '"ECONNRESET" in (r.get("connect_error"), r.get("send_error"), r.get("recv_error"))')" -eq 1 ]
+}
+errors() { # FILE: the error fields of its first record, for messages
+	json "$1" '"connect %s, write %s, read %s" % (r.get("connect_error"), r.get("send_error"), r.get("recv_error") or ("EOF" if "eof_at" in r else None))'
+}
 SIZE=200M
 HOLD=$((64 << 20))
+
+# tcp_rx PORT: bytes that have arrived at the connected sockets whose local
+# port is PORT, the kernel's count (ss): at sluiced's side of the client's
+# connection (PORT = the listening port) that is what the client has sent
+# so far. (Not peer.py --progress: its last write can race its own writer
+# thread and end the client with FileNotFoundError and status 1.)
+tcp_rx() {
+	ss -tniH state connected "( sport = :$1 )" 2>/dev/null |
+		sed -n 's/.*bytes_received:\([0-9]*\).*/\1/p' | awk '{ s += $1 } END { print s + 0 }'
+}
 
 UP=$(addr 127.0.0.1 "$(free_port)")
 LISTEN=$(addr 127.0.0.1 "$(free_port)")
@@ -38,16 +59,15 @@ spawn wire python3 "$WIRE" filter --socket "$FILTER_SOCK" --decided "$DECIDED" -
 WIRE_PID=$SPAWNED_PID
 wait_for_log "$T/wire.out" "wirefilter: connected" 10 || fail "wirefilter did not connect"
 
-PROGRESS=$T/progress
-spawn cli timeout 60 python3 "$PEER" client --connect "$LISTEN" --send "$SIZE" --progress "$PROGRESS"
+spawn cli timeout 60 python3 "$PEER" client --connect "$LISTEN" --send "$SIZE"
 CLIENT_PID=$SPAWNED_PID
 
 wait_for_log "$T/wire.out" "wirefilter: holding flow" 30 ||
 	fail "the filter did not reach its hold point ($HOLD bytes) within 30 s"
 # Let the daemon read and offer what the window allows beyond the hold point.
 sleep 0.5
+sent_kill=$(tcp_rx "${LISTEN##*:}")
 { kill -KILL "$WIRE_PID" && wait "$WIRE_PID"; } 2>/dev/null || true
-sent_kill=$(progress_sent "$PROGRESS")
 decided=$(tail -n 1 "$DECIDED")
 log "filter killed: it had decided $decided bytes; the client had sent $sent_kill"
 [ "$decided" -eq "$HOLD" ] || fail "the filter's last decided offset is $decided, expected $HOLD"
@@ -60,12 +80,9 @@ log "$(grep -F "flows reset (fail-closed)" "$SLUICED_LOG" | head -n 1)"
 
 wait_pid "$CLIENT_PID" 20 || true
 alive "$CLIENT_PID" && fail "the client was still running 20 s after the kill"
-rerr=$(json "$T/cli.out" 'r.get("recv_error") or ""')
-serr=$(json "$T/cli.out" 'r.get("send_error") or ""')
-log "client: read: ${rerr:-clean EOF}, write: ${serr:-none} after sending $(json "$T/cli.out" 'r["sent"]') bytes"
-[ "$(json "$T/cli.out" '"eof_at" in r')" -eq 0 ] || fail "the client read a clean EOF, not a reset"
-[ "$rerr" = ECONNRESET ] || fail "the client's read ended with '${rerr:-EOF}', expected ECONNRESET"
-[ -n "$serr" ] || fail "the client's upload did not fail: $(cat "$T/cli.out")"
+log "client: $(errors "$T/cli.out") after sending $(json "$T/cli.out" 'r["sent"]') bytes"
+[ "$(json "$T/cli.out" 'r["sent"]')" -lt $((200 << 20)) ] || fail "the client's upload completed"
+reset_seen "$T/cli.out" || fail "the client saw no reset: $(errors "$T/cli.out")"
 
 # The server's record of the first connection (it ends once the daemon
 # resets it).
@@ -83,12 +100,12 @@ log "server: received $srv_recv bytes, $(json "$T/srv.out" 'r["recv_error"] or "
 
 # No filter now: a new connection is refused.
 run_client refused 20 "$LISTEN" --send 1M --connect-timeout 5
-rerr=$(json "$T/refused.out" 'r.get("connect_error") or r.get("recv_error") or ""')
-[ "$rerr" = ECONNRESET ] ||
-	fail "a connection with no filter connected was not reset (read: ${rerr:-clean EOF}): $(cat "$T/refused.out")"
+reset_seen "$T/refused.out" ||
+	fail "a connection made with no filter connected was not reset: $(errors "$T/refused.out")"
+[ "$(json "$T/refused.out" 'r["recv"]')" -eq 0 ] || fail "the refused connection received bytes"
 wait_for_log "$SLUICED_LOG" "refused: no filter connected" 5 ||
 	fail "sluiced did not log the refusal of the connection made with no filter connected"
-log "with no filter: the client saw $rerr; $(grep -F "refused: no filter connected" "$SLUICED_LOG" | head -n 1)"
+log "with no filter: the client saw $(errors "$T/refused.out"); $(grep -F "refused: no filter connected" "$SLUICED_LOG" | head -n 1)"
 
 # A filter again: connections are accepted and relayed.
 start_filter

@@ -208,6 +208,13 @@ static int setup_samples(void **state)
 		f.subscribe.ports[1].lo = f.subscribe.ports[1].hi = 65535;
 		add_sample(f);
 	}
+
+	/* SHM and RELEASE, the zero-copy channel's frames. */
+	add_sample((struct frame){ .type = SLUICE_FRAME_SHM,
+				   .shm = { .fwd_size = 4096, .rev_size = 1u << 20 } });
+	add_sample((struct frame){ .type = SLUICE_FRAME_RELEASE, .release = { .pos = 0 } });
+	add_sample((struct frame){ .type = SLUICE_FRAME_RELEASE,
+				   .release = { .pos = UINT64_MAX - 1 } });
 	return 0;
 }
 
@@ -419,6 +426,13 @@ static void assert_frame_equal(const struct frame *a, const struct frame *b)
 			assert_int_equal(a->subscribe.ports[i].hi, b->subscribe.ports[i].hi);
 		}
 		break;
+	case SLUICE_FRAME_SHM:
+		assert_int_equal(a->shm.fwd_size, b->shm.fwd_size);
+		assert_int_equal(a->shm.rev_size, b->shm.rev_size);
+		break;
+	case SLUICE_FRAME_RELEASE:
+		assert_int_equal(a->release.pos, b->release.pos);
+		break;
 	default:
 		fail_msg("unexpected frame type %u", a->type);
 	}
@@ -608,6 +622,8 @@ static const struct {
 	{ SLUICE_FRAME_OPEN_VERDICT, 0, { 20, 21, 22, 23 }, 4 },
 	{ SLUICE_FRAME_ERROR, 0, { 21, 22, 23 }, 3 },
 	{ SLUICE_FRAME_SUBSCRIBE, 0, { 10, 11 }, 2 },
+	{ SLUICE_FRAME_SHM, 0, { 16, 17, 18, 19, 20, 21, 22, 23 }, 8 },
+	{ SLUICE_FRAME_RELEASE, 0, { 16, 17, 18, 19, 20, 21, 22, 23 }, 8 },
 };
 
 /*
@@ -1006,12 +1022,83 @@ static void test_encode_invalid(void **state)
 	}
 }
 
+/*
+ * Shared-memory references: a DATA or VERDICT with the SHM flag carries
+ * exactly a position and a length, only replace and inject may use it, and
+ * SHM ring sizes are whole pages.
+ */
+static void test_shm_rules(void **state)
+{
+	uint8_t buf[BUF_SIZE], ref[FRAME_SHM_REF];
+	struct frame f;
+	size_t size;
+	uint64_t pos, len;
+
+	frame_put_shm_ref(ref, 123, 456);
+	assert_int_equal(frame_shm_ref(ref, sizeof(ref), &pos, &len), 0);
+	assert_int_equal(pos, 123);
+	assert_int_equal(len, 456);
+	assert_int_equal(frame_shm_ref(ref, sizeof(ref) - 1, &pos, &len), -EBADMSG);
+
+	/* DATA: 16 bytes with the flag are a reference; other lengths are not. */
+	for (size_t n = 0; n <= 20; n++) {
+		frame_put_data_prefix(buf, 9, SLUICE_DIR_IN, 0, n);
+		memset(buf + FRAME_DATA_PREFIX, 0, n);
+		frame_set_flags(buf, SLUICE_DATA_F_SHM);
+		assert_int_equal(frame_decode(buf, FRAME_DATA_PREFIX + n, SLUICE_FRAME_DEFAULT_MAX,
+					      &f, &size, NULL),
+				 n == FRAME_SHM_REF ? 1 : -EBADMSG);
+	}
+	/* EOF takes no flag. */
+	frame_put_data_prefix(buf, 9, SLUICE_DIR_IN, 0, 0);
+	buf[4] = SLUICE_FRAME_EOF;
+	frame_set_flags(buf, SLUICE_DATA_F_SHM);
+	assert_int_equal(frame_decode(buf, FRAME_DATA_PREFIX, SLUICE_FRAME_DEFAULT_MAX, &f, &size,
+				      NULL),
+			 -EBADMSG);
+
+	/* VERDICT: only replace and inject, only with a 16-byte reference. */
+	for (uint8_t op = 1; op <= SLUICE_VERDICT_OP_MAX; op++) {
+		int bytes_op = op == SLUICE_VERDICT_REPLACE || op == SLUICE_VERDICT_INJECT;
+
+		frame_put_verdict_prefix(buf, 9, 0, op, 0, 0, FRAME_SHM_REF);
+		frame_put_shm_ref(buf + FRAME_VERDICT_PREFIX, 0, 4);
+		frame_set_flags(buf, SLUICE_VERDICT_F_SHM);
+		assert_int_equal(frame_decode(buf, FRAME_VERDICT_PREFIX + FRAME_SHM_REF,
+					      SLUICE_FRAME_DEFAULT_MAX, &f, &size, NULL),
+				 bytes_op ? 1 : -EBADMSG);
+		frame_put_verdict_prefix(buf, 9, 0, op, 0, 0, 3);
+		frame_set_flags(buf, SLUICE_VERDICT_F_SHM);
+		assert_int_equal(frame_decode(buf, FRAME_VERDICT_PREFIX + 3,
+					      SLUICE_FRAME_DEFAULT_MAX, &f, &size, NULL),
+				 -EBADMSG);
+	}
+
+	/* SHM: ring sizes are pages, at least one. */
+	{
+		static const uint32_t sizes[][2] = {
+			{ 4096, 4096, }, { 0, 4096 }, { 4096, 0 }, { 4097, 4096 }, { 4096, 6000 },
+		};
+
+		for (size_t i = 0; i < ARRAY_SIZE(sizes); i++) {
+			struct frame shm = { .type = SLUICE_FRAME_SHM,
+					     .shm = { sizes[i][0], sizes[i][1] } };
+			ssize_t n = frame_encode(buf, sizeof(buf), &shm);
+
+			assert_int_equal(n, SLUICE_FRAME_HEADER_SIZE + FRAME_SHM_BODY);
+			assert_int_equal(frame_decode(buf, (size_t)n, SLUICE_FRAME_DEFAULT_MAX, &f,
+						      &size, NULL),
+					 i == 0 ? 1 : -EBADMSG);
+		}
+	}
+}
+
 /* Names for every known type and operation, "unknown" for the rest. */
 static void test_names(void **state)
 {
 	static const char *const types[] = { NULL,    "HELLO",	  "OPEN",    "DATA",
 					     "EOF",   "CLOSE",	  "VERDICT", "OPEN_VERDICT",
-					     "ERROR", "SUBSCRIBE" };
+					     "ERROR", "SUBSCRIBE", "SHM", "RELEASE" };
 	static const char *const ops[] = { NULL,   "pass",	"peek",	    "replace", "inject",
 					   "drop", "pass_rest", "shutdown", "reset" };
 
@@ -1040,6 +1127,7 @@ int main(void)
 		cmocka_unit_test(test_encode_nobufs),
 		cmocka_unit_test(test_subscribe),
 		cmocka_unit_test(test_encode_invalid),
+		cmocka_unit_test(test_shm_rules),
 		cmocka_unit_test(test_names),
 	};
 
