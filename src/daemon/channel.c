@@ -16,6 +16,7 @@
 #include "daemon.h"
 #include "flow.h"
 #include "frame.h"
+#include "listener.h"
 #include "log.h"
 #include "metrics.h"
 #include "relay.h"
@@ -87,6 +88,7 @@ struct channel {
 	struct client *dead;
 	unsigned next_id;
 	unsigned nclients;
+	struct timer backoff; /* accepting paused: out of descriptors */
 	bool warned_no_filter;
 	struct unixsock_access access;
 };
@@ -924,28 +926,15 @@ static void adopt(struct client *c, struct orphans *o)
 		else if (f->dir[SLUICE_DIR_IN].st.auto_pass || f->dir[SLUICE_DIR_IN].st.shut)
 			fr.flags |= SLUICE_OPEN_F_OUT_ONLY;
 		send_frame(c, &fr);
+		/* What it had not decided is offered again as the channel
+		 * takes it (within --max-inflight, like any data). */
 		for (int d = 0; d < 2; d++) {
 			struct stream *st = &f->dir[d].st;
-			uint64_t off = st->decided;
 
 			if (st->auto_pass || st->shut)
 				continue;
-			while (off != st->win.in) {
-				struct iovec iov[2];
-				size_t len;
-				int cnt;
-				struct stream view = *st;
-
-				view.decided = off;
-				cnt = stream_undecided_iov(&view, iov, c->peer_max - FRAME_DATA_PREFIX,
-							   &len);
-				channel_send_data(f, (uint8_t)d, off, iov, cnt, len,
-						  SLUICE_DATA_F_REOFFER);
-				off += len;
-			}
+			relay_reoffer(f, d, st->src_eof);
 			f->dir[d].offered_ms = loop_now_ms();
-			if (st->src_eof)
-				channel_send_eof(f, (uint8_t)d, st->win.in);
 		}
 		relay_pump(f);
 	}
@@ -1022,6 +1011,13 @@ static void client_free(struct client *c)
 	free(c);
 }
 
+static void on_backoff(struct timer *t)
+{
+	struct channel *ch = (struct channel *)((char *)t - offsetof(struct channel, backoff));
+
+	io_set(ch->d->loop, &ch->io, EPOLLIN);
+}
+
 static void on_accept(struct io *io, uint32_t revents)
 {
 	struct channel *ch = (struct channel *)((char *)io - offsetof(struct channel, io));
@@ -1033,8 +1029,7 @@ static void on_accept(struct io *io, uint32_t revents)
 		int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-				log_warn("filter socket: accept: %s", strerror(errno));
+			accept_failed(ch->d->loop, io, &ch->backoff, on_backoff, "filter socket");
 			return;
 		}
 		if (!unixsock_peer_allowed(fd, &ch->access, &cred)) {
@@ -1181,6 +1176,7 @@ void channel_free(struct channel *ch)
 	while (ch->orphans)
 		on_grace_over(&ch->orphans->timer);
 	after_batch(ch);
+	timer_cancel(ch->d->loop, &ch->backoff);
 	io_remove(ch->d->loop, &ch->io);
 	close(ch->io.fd);
 	unlink(ch->path);

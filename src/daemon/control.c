@@ -44,6 +44,7 @@ struct control {
 	struct unixsock_access access;
 	struct ctl_client *clients;
 	unsigned nclients;
+	struct timer backoff; /* accepting paused: out of descriptors */
 };
 
 static const char *const mode_names[] = {
@@ -567,6 +568,13 @@ static void refuse(int fd, const char *text)
 	close(fd);
 }
 
+static void on_backoff(struct timer *t)
+{
+	struct control *ctl = (struct control *)((char *)t - offsetof(struct control, backoff));
+
+	io_set(ctl->d->loop, &ctl->io, EPOLLIN);
+}
+
 static void on_accept(struct io *io, uint32_t revents)
 {
 	struct control *ctl = (struct control *)((char *)io - offsetof(struct control, io));
@@ -577,8 +585,7 @@ static void on_accept(struct io *io, uint32_t revents)
 		int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-				log_warn("control socket: accept: %s", strerror(errno));
+			accept_failed(ctl->d->loop, io, &ctl->backoff, on_backoff, "control socket");
 			return;
 		}
 		if (!unixsock_peer_allowed(fd, &ctl->access, &cred)) {
@@ -671,6 +678,7 @@ void control_free(struct control *ctl)
 		return;
 	while (ctl->clients)
 		client_close(ctl->clients);
+	timer_cancel(ctl->d->loop, &ctl->backoff);
 	io_remove(ctl->d->loop, &ctl->io);
 	close(ctl->io.fd);
 	unlink(ctl->path);

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -23,10 +24,22 @@ static void on_backoff(struct timer *t)
 		io_set(l->d->loop, &l->io, EPOLLIN);
 }
 
+void accept_failed(struct loop *l, struct io *io, struct timer *t, timer_fn fn, const char *what)
+{
+	if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+		log_warn("%s: accept: %s; pausing accepts for %d ms", what, strerror(errno),
+			 ACCEPT_BACKOFF_MS);
+		io_set(l, io, 0);
+		timer_arm(l, t, ACCEPT_BACKOFF_MS, fn);
+	} else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+		log_warn("%s: accept: %s", what, strerror(errno));
+	}
+}
+
 static void on_accept(struct io *io, uint32_t revents)
 {
 	struct listener *l = (struct listener *)((char *)io - offsetof(struct listener, io));
-	char buf[ADDR_STRLEN];
+	char buf[ADDR_STRLEN], what[ADDR_STRLEN + 16];
 
 	for (int i = 0; i < ACCEPTS_PER_EVENT && l->io.fd >= 0; i++) {
 		struct sockaddr_storage peer;
@@ -37,15 +50,8 @@ static void on_accept(struct io *io, uint32_t revents)
 			l->fn(l, fd, &peer);
 			continue;
 		}
-		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-			log_warn("listener %s: accept: %s; pausing accepts for %d ms",
-				 addr_format(&l->addr, buf), strerror(errno), ACCEPT_BACKOFF_MS);
-			io_set(l->d->loop, io, 0);
-			timer_arm(l->d->loop, &l->backoff, ACCEPT_BACKOFF_MS, on_backoff);
-		} else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-			log_warn("listener %s: accept: %s", addr_format(&l->addr, buf),
-				 strerror(errno));
-		}
+		snprintf(what, sizeof(what), "listener %s", addr_format(&l->addr, buf));
+		accept_failed(l->d->loop, io, &l->backoff, on_backoff, what);
 		return;
 	}
 }

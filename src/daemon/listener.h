@@ -37,6 +37,15 @@ struct listener {
 int listener_open(struct daemon *d, struct listener *l, const struct sockaddr_storage *addr,
 		  bool transparent, listener_fn fn);
 
+/*
+ * Handles accept() failing with errno on io (any listening socket, TCP or
+ * Unix): when the process is out of descriptors or memory, io leaves the
+ * loop and t calls fn after a short pause (fn puts io back), since the
+ * pending connection would keep it readable and the loop spinning; other
+ * errors are logged, naming `what`. EAGAIN and the like are not errors.
+ */
+void accept_failed(struct loop *l, struct io *io, struct timer *t, timer_fn fn, const char *what);
+
 /* Stops accepting and closes the socket. Accepts a listener never opened
  * (io.fd < 0) and one opened and already closed. */
 void listener_close(struct listener *l);

@@ -353,22 +353,47 @@ static uint32_t interest(const struct flow *f, int side)
  */
 static void reoffer(struct flow *f, int dir)
 {
-	struct stream *st = &f->dir[dir].st;
-	struct iovec iov[2];
-	size_t len, room;
-	int cnt;
+	struct flow_dir *fd = &f->dir[dir];
+	struct stream *st = &fd->st;
 
-	if (!st->peek_armed || !filtered(f, dir))
+	if (!filtered(f, dir))
 		return;
-	if (off_before(st->win.in, st->peek_to) && !st->src_eof && window_space(&st->win) > 0)
-		return;
-	room = channel_data_room(f);
-	if (!room)
-		return; /* woken when the channel drains */
-	st->peek_armed = false;
-	cnt = stream_undecided_iov(st, iov, room, &len);
-	if (len)
-		channel_send_data(f, dir, st->decided, iov, cnt, len, SLUICE_DATA_F_REOFFER);
+	if (st->peek_armed &&
+	    (!off_before(st->win.in, st->peek_to) || st->src_eof || !window_space(&st->win))) {
+		st->peek_armed = false;
+		relay_reoffer(f, dir, false);
+	}
+	/* Bytes decided meanwhile are not offered again (and may be gone). */
+	if (off_before(fd->reoffer_next, st->decided))
+		fd->reoffer_next = st->decided;
+	while (off_before(fd->reoffer_next, fd->reoffer_end)) {
+		struct iovec iov[2];
+		size_t len, room = channel_data_room(f);
+		int cnt;
+
+		if (!room)
+			return; /* woken when the channel drains */
+		if (room > fd->reoffer_end - fd->reoffer_next)
+			room = (size_t)(fd->reoffer_end - fd->reoffer_next);
+		cnt = stream_range_iov(st, fd->reoffer_next, iov, room, &len);
+		if (!len)
+			break;
+		channel_send_data(f, dir, fd->reoffer_next, iov, cnt, len, SLUICE_DATA_F_REOFFER);
+		fd->reoffer_next += len;
+	}
+	if (fd->eof_after_reoffer) {
+		fd->eof_after_reoffer = false;
+		channel_send_eof(f, dir, st->win.in);
+	}
+}
+
+void relay_reoffer(struct flow *f, int dir, bool then_eof)
+{
+	struct flow_dir *fd = &f->dir[dir];
+
+	fd->reoffer_next = fd->st.decided;
+	fd->reoffer_end = fd->st.win.in;
+	fd->eof_after_reoffer = then_eof;
 }
 
 void relay_pump(struct flow *f)
@@ -450,13 +475,13 @@ void relay_filter_gone_quietly(struct flow *f)
 {
 	f->filter = NULL;
 	f->waiting = false;
+	for (int dir = 0; dir < 2; dir++)
+		stream_pass_all(&f->dir[dir].st);
 	if (f->awaiting_verdict) {
 		/* Nobody is left to decide: allowed, as when the wait runs out. */
 		relay_open_verdict(f, SLUICE_OPEN_ALLOW, NULL);
 		return;
 	}
-	for (int dir = 0; dir < 2; dir++)
-		stream_pass_all(&f->dir[dir].st);
 	relay_pump(f);
 }
 

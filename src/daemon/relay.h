@@ -38,6 +38,10 @@ void relay_identified(struct daemon *d, uint64_t id, const struct flow_ident *id
  * dst is the new destination for a redirect. */
 void relay_open_verdict(struct flow *f, uint8_t action, const struct sockaddr_storage *dst);
 
+/* Offers dir's undecided bytes to the filter again (then tells EOF if
+ * asked), as the channel has room. */
+void relay_reoffer(struct flow *f, int dir, bool then_eof);
+
 /* Writes what can be written, sends due FINs, closes a finished flow and
  * sets the sockets' interest. Call after anything changed a flow. */
 void relay_pump(struct flow *f);

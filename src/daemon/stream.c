@@ -379,9 +379,10 @@ int stream_verdict(struct stream *s, uint8_t op, uint64_t from, uint64_t to,
 	return -EINVAL;
 }
 
-int stream_undecided_iov(const struct stream *s, struct iovec iov[2], size_t max, size_t *ret_len)
+int stream_range_iov(const struct stream *s, uint64_t from, struct iovec iov[2], size_t max,
+		     size_t *ret_len)
 {
-	uint64_t n = s->win.in - s->decided;
+	uint64_t n = off_before(from, s->decided) ? 0 : s->win.in - from;
 	size_t pos, first;
 
 	if (n > max)
@@ -389,7 +390,7 @@ int stream_undecided_iov(const struct stream *s, struct iovec iov[2], size_t max
 	*ret_len = (size_t)n;
 	if (!n)
 		return 0;
-	pos = ring_pos(s, s->decided);
+	pos = ring_pos(s, from);
 	first = s->win.limit - pos;
 	if (first >= n) {
 		iov[0] = (struct iovec){ s->ring + pos, (size_t)n };

@@ -69,10 +69,12 @@ int stream_read_iov(struct stream *s, struct iovec iov[2], size_t max);
 void stream_commit_read(struct stream *s, size_t n);
 
 /*
- * The undecided bytes [decided, decided + n) in the ring, n at most max and
- * what was read: fills up to two iovecs, returns how many, n in *ret_len.
+ * Undecided bytes [from, from + n) in the ring, n at most max and what was
+ * read; from must not be before `decided` (those may be gone). Fills up to
+ * two iovecs, returns how many, n in *ret_len.
  */
-int stream_undecided_iov(const struct stream *s, struct iovec iov[2], size_t max, size_t *ret_len);
+int stream_range_iov(const struct stream *s, uint64_t from, struct iovec iov[2], size_t max,
+		     size_t *ret_len);
 
 /* Undecided bytes: [decided, win.in). */
 static inline uint64_t stream_undecided(const struct stream *s)
