@@ -90,7 +90,7 @@ spread() {
 	max=$(printf '%s\n' "$@" | sort -n | tail -n 1)
 	log "$name RSS over $# samples: min $min KiB, max $max KiB, spread $((max - min)) KiB"
 	[ $((max - min)) -lt "$FLAT_KB" ] ||
-		fail "$name RSS grew during the transfer: $min to $max KiB (samples: $*)"
+		fail_memory "$name RSS grew during the transfer: $min to $max KiB (samples: $*)"
 }
 spread sluiced "${sd_kb[@]}"
 spread sluice-throttle "${fl_kb[@]}"

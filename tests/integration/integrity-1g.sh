@@ -22,5 +22,5 @@ compare cli srv --count 1 --expect-out "$SIZE" --expect-in "$SIZE"
 check_alive "$SLUICED_PID" sluiced
 hwm=$(hwm_kb "$SLUICED_PID")
 log "sluiced VmHWM ${hwm} KiB (limit ${HWM_LIMIT_KB} KiB), VmRSS $(rss_kb "$SLUICED_PID") KiB"
-[ "$hwm" -lt "$HWM_LIMIT_KB" ] || fail "sluiced peak RSS ${hwm} KiB is not below ${HWM_LIMIT_KB} KiB"
+[ "$hwm" -lt "$HWM_LIMIT_KB" ] || fail_memory "sluiced peak RSS ${hwm} KiB is not below ${HWM_LIMIT_KB} KiB"
 stop_sluiced

@@ -120,7 +120,7 @@ rss_after_close() {
 	done
 	log "$name: sluiced RSS with no flow open, once a second: ${samples[*]} KiB"
 	[ "${samples[4]}" -le "${samples[0]}" ] ||
-		fail "$name: sluiced RSS grows with no flow open: ${samples[*]} KiB"
+		fail_memory "$name: sluiced RSS grows with no flow open: ${samples[*]} KiB"
 	RSS_CLOSED=${samples[4]}
 }
 
@@ -147,7 +147,7 @@ VPER=$(((DATA1 - DATA0) * 1024 / N))
 log "sluiced RSS $RSS0 KiB before, $RSS1 KiB with $N idle flows ($fds descriptors); VmData $DATA0 KiB before, $DATA1 KiB with them"
 echo "scale-idle: $PER bytes per idle flow"
 log "$VPER bytes of VmData (allocated address space) per idle flow"
-[ "$PER" -lt "$BOUND" ] || fail "$PER bytes of RSS per idle flow, bound $BOUND"
+[ "$PER" -lt "$BOUND" ] || fail_memory "$PER bytes of RSS per idle flow, bound $BOUND"
 # Untouched allocations are not in RSS: an idle flow that kept its window
 # buffers (2 x 256 KiB) would show here, not above.
 [ "$VPER" -lt $((64 * 1024)) ] ||
@@ -181,7 +181,7 @@ done
 allow=$(((ROUNDS - 1) * N * 2))
 log "sluiced RSS with no flow open: $FIRST_CLOSED KiB after round 1, $RSS_CLOSED KiB after round $ROUNDS (allowed: +$allow KiB)"
 [ "$RSS_CLOSED" -le $((FIRST_CLOSED + allow)) ] ||
-	fail "sluiced RSS climbs round after round: $FIRST_CLOSED KiB after round 1, $RSS_CLOSED KiB after round $ROUNDS"
+	fail_memory "sluiced RSS climbs round after round: $FIRST_CLOSED KiB after round 1, $RSS_CLOSED KiB after round $ROUNDS"
 
 check_alive "$SLUICED_PID" sluiced
 stop_sluiced

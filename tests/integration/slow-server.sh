@@ -49,5 +49,5 @@ hwm=$(hwm_kb "$SLUICED_PID")
 [ "$hwm" -le "$max" ] || max=$hwm
 log "sluiced RSS before ${pre} KiB, peak during transfer ${max} KiB (growth $((max - pre)) KiB, limit $GROWTH_LIMIT_KB KiB)"
 [ $((max - pre)) -le "$GROWTH_LIMIT_KB" ] ||
-	fail "sluiced RSS grew by $((max - pre)) KiB behind a slow server (limit $GROWTH_LIMIT_KB KiB)"
+	fail_memory "sluiced RSS grew by $((max - pre)) KiB behind a slow server (limit $GROWTH_LIMIT_KB KiB)"
 stop_sluiced

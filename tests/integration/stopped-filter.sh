@@ -58,7 +58,7 @@ for r in "${rss[@]}"; do
 	[ "$r" -le "$max" ] || max=$r
 done
 [ $((max - rss[0])) -le "$RSS_SLACK_KB" ] ||
-	fail "sluiced RSS grew by $((max - rss[0])) KiB (more than $RSS_SLACK_KB) while the filter was stopped: ${rss[*]}"
+	fail_memory "sluiced RSS grew by $((max - rss[0])) KiB (more than $RSS_SLACK_KB) while the filter was stopped: ${rss[*]}"
 [ $((sent[-1] - sent[0])) -le "$SENT_SLACK" ] ||
 	fail "the sender was not blocked: it sent $((sent[-1] - sent[0])) more bytes during the stop (${sent[*]})"
 
