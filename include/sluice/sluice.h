@@ -85,9 +85,9 @@ struct sluice_callbacks {
 	 * bytes [offset, offset + len) of direction dir were read. Answer by
 	 * deciding them (pass, replace, ...) now or later. After a
 	 * sluice_peek(), once the daemon holds the bytes asked for, it offers
-	 * everything from the decision point again in one call (offset then
-	 * lies before the end of earlier chunks): a filter that peeks needs
-	 * no buffer of its own.
+	 * everything from the decision point again (offset then lies before
+	 * the end of earlier chunks; a large range may come in several calls):
+	 * a filter that peeks needs no buffer of its own.
 	 */
 	int (*on_data)(struct sluice_client *c, uint64_t flow, enum sluice_dir dir,
 		       uint64_t offset, const uint8_t *data, size_t len, void *user);

@@ -509,7 +509,8 @@ typedef int (*frame_handler)(struct client *c, const struct frame *f);
  */
 static int setup_shm(struct client *c)
 {
-	uint32_t size = (c->ch->d->cfg.max_inflight + 4095) & ~4095u;
+	uint32_t page = (uint32_t)sysconf(_SC_PAGESIZE);
+	uint32_t size = (c->ch->d->cfg.max_inflight + page - 1) / page * page;
 	struct frame fr = { .type = SLUICE_FRAME_SHM, .shm.fwd_size = size, .shm.rev_size = size };
 	union {
 		struct cmsghdr h;
@@ -884,6 +885,12 @@ static bool orphan_all(struct client *c)
 	o->uid = c->uid;
 	while ((f = c->flows)) {
 		flow_unlink(c, f);
+		/* A connect-time verdict is not held over: the flow is allowed,
+		 * as when the wait runs out. */
+		if (f->awaiting_verdict)
+			relay_open_verdict(f, SLUICE_OPEN_ALLOW, NULL);
+		if (f->state == FLOW_DEAD)
+			continue;
 		f->orphans = o;
 		f->filter_next = o->flows;
 		if (o->flows)
@@ -913,6 +920,10 @@ static void adopt(struct client *c, struct orphans *o)
 
 		orphan_unlink(f);
 		flow_link(c, f);
+		/* Its id is older than this connection: late frames naming it
+		 * must count as this filter's, not as ids never given. */
+		if ((f->id >> FLOW_SLOT_BITS) < c->first_gen)
+			c->first_gen = f->id >> FLOW_SLOT_BITS;
 		fr.open.flow = f->id;
 		addr_to_wire(&f->app_addr, &fr.open.family, &fr.open.src_port, fr.open.src);
 		addr_to_wire(&f->dst_addr, &fr.open.family, &fr.open.dst_port, fr.open.dst);

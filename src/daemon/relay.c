@@ -347,9 +347,9 @@ static uint32_t interest(const struct flow *f, int side)
 
 /*
  * After a peek, once the bytes asked for are read (or no more will come),
- * offers everything undecided again in one chunk, so that the filter needs
- * no buffer of its own. One frame at most: a peek is bounded by the window,
- * and a re-offer by the filter's largest frame.
+ * offers everything undecided again, so that the filter needs no buffer of
+ * its own; and goes on with a re-offer under way (relay_reoffer()). The
+ * bytes go out in as many frames as the channel has room for.
  */
 static void reoffer(struct flow *f, int dir)
 {
@@ -393,7 +393,8 @@ void relay_reoffer(struct flow *f, int dir, bool then_eof)
 
 	fd->reoffer_next = fd->st.decided;
 	fd->reoffer_end = fd->st.win.in;
-	fd->eof_after_reoffer = then_eof;
+	/* An EOF still owed (to a filter taking the flow back) stays owed. */
+	fd->eof_after_reoffer |= then_eof;
 }
 
 void relay_pump(struct flow *f)
