@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/resource.h>
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -15,6 +18,9 @@
 /* Connections taken per wake-up, so a flood cannot starve open flows. */
 #define ACCEPTS_PER_EVENT 64
 #define ACCEPT_BACKOFF_MS 100
+/* Descriptors a flow may need besides its accepted socket: the upstream
+ * socket and a pipe (two ends) per spliced direction. */
+#define FLOW_FDS 5
 
 static void on_backoff(struct timer *t)
 {
@@ -22,6 +28,31 @@ static void on_backoff(struct timer *t)
 
 	if (l->io.fd >= 0)
 		io_set(l->d->loop, &l->io, EPOLLIN);
+}
+
+/* The process's descriptor limit, read once: it does not change under us. */
+static int fd_limit(void)
+{
+	static int limit;
+	struct rlimit rl;
+
+	if (!limit)
+		limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < INT_MAX ? (int)rl.rlim_cur
+										   : INT_MAX;
+	return limit;
+}
+
+/* Whether n more descriptors can be had now (tried, by duplicating fd,
+ * then given back). */
+static bool fds_available(int fd, int n)
+{
+	int fds[FLOW_FDS], got = 0;
+
+	while (got < n && (fds[got] = fcntl(fd, F_DUPFD_CLOEXEC, 0)) >= 0)
+		got++;
+	for (int i = 0; i < got; i++)
+		close(fds[i]);
+	return got == n;
 }
 
 void accept_failed(struct loop *l, struct io *io, struct timer *t, timer_fn fn, const char *what)
@@ -44,9 +75,24 @@ static void on_accept(struct io *io, uint32_t revents)
 	for (int i = 0; i < ACCEPTS_PER_EVENT && l->io.fd >= 0; i++) {
 		struct sockaddr_storage peer;
 		socklen_t len = sizeof(peer);
-		int fd = accept4(io->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd;
 
+		/*
+		 * A flow needs more descriptors than the one accept() takes
+		 * (its upstream socket, and pipes when it splices). Near the
+		 * limit, make sure they are there before taking a connection,
+		 * which otherwise could only be reset: left in the backlog it
+		 * waits until descriptors are freed.
+		 */
+		if (l->last_fd + FLOW_FDS + 8 >= fd_limit() && !fds_available(io->fd, FLOW_FDS)) {
+			errno = EMFILE;
+			fd = -1;
+		} else {
+			fd = accept4(io->fd, (struct sockaddr *)&peer, &len,
+				     SOCK_NONBLOCK | SOCK_CLOEXEC);
+		}
 		if (fd >= 0) {
+			l->last_fd = fd;
 			l->fn(l, fd, &peer);
 			continue;
 		}
