@@ -125,6 +125,8 @@ class Progress:
         self.recv = 0
         self.path = path
         self.lock = threading.Lock()
+        # The 50 ms writer and a final write must not share the .tmp file.
+        self.write_lock = threading.Lock()
         if path:
             self.write()
             t = threading.Thread(target=self._loop, daemon=True)
@@ -136,10 +138,11 @@ class Progress:
             self.recv += recv
 
     def write(self):
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write("%d %d\n" % (self.sent, self.recv))
-        os.replace(tmp, self.path)
+        with self.write_lock:
+            tmp = self.path + ".tmp"
+            with open(tmp, "w") as f:
+                f.write("%d %d\n" % (self.sent, self.recv))
+            os.replace(tmp, self.path)
 
     def _loop(self):
         while True:
