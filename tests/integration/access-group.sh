@@ -66,7 +66,7 @@ run_sluiced() {
 	local name=$1 i
 	shift
 	LISTEN=$(addr 127.0.0.1 "$(free_port)")
-	spawn "$name" "$SLUICED" --listen "$LISTEN" --upstream "$UP" --filter-socket "$SOCK" "$@"
+	spawn "$name" "$SLUICED" --listen "$LISTEN" --upstream "$UP" --filter-socket "$SOCK" --control "$T/control-$name.sock" "$@"
 	SLUICED_PID=$SPAWNED_PID
 	SLUICED_LOG=$T/$name.err
 	wait_listening "$LISTEN" "$SLUICED_PID" sluiced

@@ -51,7 +51,7 @@ while True:
 _PGIDS+=("$!")
 
 setsid nsenter --net="/run/netns/$NS" "$SLUICED" --intercept $PORT --intercept-loopback \
-	--cgroup "$CG" --filter-socket "$T/f.sock" >"$T/sluiced.out" 2>"$T/sluiced.err" </dev/null &
+	--cgroup "$CG" --filter-socket "$T/f.sock" --control "$T/control.sock" >"$T/sluiced.out" 2>"$T/sluiced.err" </dev/null &
 SLUICED_PID=$!
 _PGIDS+=("$SLUICED_PID")
 wait_for_log "$T/sluiced.err" "intercepting" 10 || fail "sluiced did not start: $(tail -n 3 "$T/sluiced.err")"

@@ -217,7 +217,7 @@ start_sluiced() {
 	_SLUICED_N=$((_SLUICED_N + 1))
 	FILTER_SOCK=$T/filter-$_SLUICED_N.sock
 	spawn "sluiced-$_SLUICED_N" "$SLUICED" --listen "$listen" --upstream "$upstream" \
-		--filter-socket "$FILTER_SOCK" "$@"
+		--filter-socket "$FILTER_SOCK" --control "$T/control-$_SLUICED_N.sock" "$@"
 	SLUICED_PID=$SPAWNED_PID
 	SLUICED_LOG=$T/sluiced-$_SLUICED_N.err
 	wait_listening "$listen" "$SLUICED_PID" sluiced

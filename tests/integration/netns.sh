@@ -466,7 +466,8 @@ netns_start_sluiced() {
 	shift 2
 	_NETNS_SLUICED_N=$((_NETNS_SLUICED_N + 1))
 	FILTER_SOCK=$NETNS_DIR/filter-ns$_NETNS_SLUICED_N.sock
-	netns_spawn "sluiced-ns$_NETNS_SLUICED_N" "$ns" "$SLUICED" --filter-socket "$FILTER_SOCK" "$@"
+	netns_spawn "sluiced-ns$_NETNS_SLUICED_N" "$ns" "$SLUICED" --filter-socket "$FILTER_SOCK" \
+		--control "$NETNS_DIR/control-ns$_NETNS_SLUICED_N.sock" "$@"
 	SLUICED_PID=$NETNS_PID
 	SLUICED_LOG=$NETNS_DIR/sluiced-ns$_NETNS_SLUICED_N.err
 	SLUICED_NS=$ns
