@@ -90,6 +90,8 @@ struct procinfo {
 	procinfo_fn done;
 	void *arg;
 	pid_t skip_pid;
+	unsigned denied;     /* worker: processes whose fds a scan could not read */
+	bool warned_denied;  /* worker: that was said once */
 	struct io io; /* the eventfd the worker writes after each result */
 	int nlfd;     /* used by the worker only, once it runs */
 	pthread_t thread;
@@ -328,8 +330,11 @@ static void scan_fds(struct procinfo *p, int procfd, uint32_t pid)
 	/* Fails for a process that has exited, and for other users' processes
 	 * when we are not privileged; neither is an error. */
 	fd = openat(procfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
+	if (fd < 0) {
+		if (errno == EACCES)
+			p->denied++;
 		return;
+	}
 	d = fdopendir(fd);
 	if (!d) {
 		close(fd);
@@ -392,6 +397,16 @@ static void scan_proc(struct procinfo *p)
 		scan_fds(p, dirfd(proc), pid);
 	}
 	closedir(proc);
+	/* Without CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, other processes'
+	 * descriptors cannot be read and their flows name no process: say so
+	 * once, rather than leave filters' process rules silently unmatched. */
+	if (p->denied && !p->warned_denied) {
+		p->warned_denied = true;
+		log_warn("procinfo: /proc/PID/fd of %u processes could not be read: their flows "
+			 "will name no process (that needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)",
+			 p->denied);
+	}
+	p->denied = 0;
 }
 
 static bool holds(uint32_t pid, int fd, uint32_t inode)
