@@ -88,7 +88,11 @@ struct side {
 	uint64_t decided; /* every byte before this offset is decided */
 	uint64_t parsed;  /* every byte before this offset went through the parser */
 	uint64_t seen;	  /* the end of the bytes offered so far */
+	/* Chunks from gap_at on were skipped, waiting for a re-offer (see walk()). */
+	bool gap;
+	uint64_t gap_at;
 	bool eof;
+	bool rest; /* passed on with pass_rest */
 };
 
 struct flow {
@@ -820,6 +824,7 @@ static int unhold(struct sluice_client *c, struct flow *fl)
 
 	out->st = ST_HEAD;
 	out->parsed = out->decided;
+	out->gap = false;
 	if (out->eof) {
 		/* The client has sent all it will: it waited for no answer. */
 		out->st = ST_DONE;
@@ -895,8 +900,10 @@ static int switch_protocols(struct sluice_client *c, struct flow *fl, int status
 	int r;
 
 	log_flow(fl, "server answered %d: passing the rest", status);
-	fl->side[SLUICE_DIR_OUT].st = ST_DONE;
-	fl->side[SLUICE_DIR_IN].st = ST_DONE;
+	for (int dir = 0; dir < 2; dir++) {
+		fl->side[dir].st = ST_DONE;
+		fl->side[dir].rest = true;
+	}
 	r = sluice_pass_rest(c, fl->id, SLUICE_DIR_OUT);
 	return r < 0 ? r : sluice_pass_rest(c, fl->id, SLUICE_DIR_IN);
 }
@@ -975,12 +982,37 @@ static int on_line(struct sluice_client *c, struct flow *fl, enum sluice_dir dir
 
 /* ------------------------------------------------------------ the stream walk */
 
+static bool parsing(const struct side *s)
+{
+	return s->st != ST_DONE && s->st != ST_HOLD && s->st != ST_DISCARD;
+}
+
+/*
+ * After chunks were skipped for a gap: once what lies before the gap has
+ * come, the skipped bytes are asked for again (a re-offer from the decision
+ * point brings every undecided byte).
+ */
+static int caught_up(struct sluice_client *c, struct flow *fl, enum sluice_dir dir)
+{
+	struct side *s = &fl->side[dir];
+
+	if (!s->gap || s->parsed < s->gap_at || !parsing(s))
+		return 0;
+	s->gap = false;
+	return s->parsed < s->seen ? sluice_peek(c, fl->id, dir, s->decided) : 0;
+}
+
 /*
  * Follows the messages of one direction through a chunk: bodies pass by
  * count, heads and lines are gathered whole and decided by on_request(),
- * on_response() or on_line(). A chunk beyond what was parsed (while out is
- * held, and after until the re-offer the unhold asked for) is left alone:
- * the re-offer brings its bytes again.
+ * on_response() or on_line().
+ *
+ * Offsets: a chunk normally starts where the last one ended. A re-offer
+ * (after unhold() or a peek) starts at the decision point, before that,
+ * and may come in several frames with new chunks between them; bytes it
+ * repeats are skipped by the library or by sluice_gather(). A new chunk
+ * that starts beyond what was parsed lies behind a re-offer still under
+ * way: it is skipped, and caught_up() has it offered again.
  */
 static int walk(struct sluice_client *c, struct http_block *hb, struct flow *fl,
 		enum sluice_dir dir, uint64_t off, const uint8_t *data, size_t len)
@@ -990,6 +1022,7 @@ static int walk(struct sluice_client *c, struct http_block *hb, struct flow *fl,
 	uint64_t chunk_end = off + len, start, end;
 	const uint8_t *got;
 	size_t n, max;
+	bool fresh;
 	int r;
 
 	if (s->seen < chunk_end)
@@ -998,9 +1031,15 @@ static int walk(struct sluice_client *c, struct http_block *hb, struct flow *fl,
 		s->decided = chunk_end;
 		return sluice_drop(c, fl->id, dir, chunk_end);
 	}
-	if (s->st == ST_DONE || s->st == ST_HOLD || s->st == ST_DISCARD || off > s->parsed)
+	if (!parsing(s))
 		return 0;
-	while (len && s->st != ST_DONE && s->st != ST_HOLD && s->st != ST_DISCARD) {
+	if (off > s->parsed) {
+		if (!s->gap || off < s->gap_at)
+			s->gap_at = off;
+		s->gap = true;
+		return 0;
+	}
+	while (len && parsing(s)) {
 		if (s->st == ST_BODY || s->st == ST_CHUNK_DATA || s->st == ST_TO_CLOSE) {
 			n = s->st != ST_TO_CLOSE && s->left < len ? (size_t)s->left : len;
 			r = pass_to(c, fl, dir, off + n);
@@ -1021,12 +1060,18 @@ static int walk(struct sluice_client *c, struct http_block *hb, struct flow *fl,
 					  s->st == ST_HEAD ? "\r\n\r\n" : "\r\n",
 					  s->st == ST_HEAD ? 4 : 2, max, &start, &got, &n);
 			if (r == 0) {
-				s->parsed = chunk_end;
-				/* Held on purpose (see hold()); when this was a re-offer
-				 * cut short, ask for the rest at once. */
-				return sluice_peek(c, fl->id, dir,
-						   chunk_end < s->seen ? s->decided
-								       : s->decided + max);
+				fresh = s->parsed < chunk_end;
+				if (fresh)
+					s->parsed = chunk_end;
+				if (s->gap)
+					return caught_up(c, fl, dir);
+				/*
+				 * Held on purpose (see hold()). Not again for bytes
+				 * a re-offer repeats: the peek would start another
+				 * re-offer for as long as its condition holds (a
+				 * full window waiting for a slow sink, say).
+				 */
+				return fresh ? sluice_peek(c, fl->id, dir, s->decided + max) : 0;
 			}
 			if (r == -EMSGSIZE) {
 				if (dir == SLUICE_DIR_IN)
@@ -1066,12 +1111,9 @@ static int walk(struct sluice_client *c, struct http_block *hb, struct flow *fl,
 				return r;
 		}
 	}
-	s->parsed = off;
-	/* A re-offer is at most one frame; if it was cut short, ask for the rest. */
-	if (s->st != ST_DONE && s->st != ST_HOLD && s->st != ST_DISCARD && !len &&
-	    chunk_end < s->seen)
-		return sluice_peek(c, fl->id, dir, s->decided);
-	return 0;
+	if (s->parsed < off)
+		s->parsed = off;
+	return caught_up(c, fl, dir);
 }
 
 /* ------------------------------------------------------------ callbacks */
@@ -1127,6 +1169,13 @@ static int on_eof(struct sluice_client *c, uint64_t flow, enum sluice_dir dir, u
 		return 0;
 	s = &fl->side[dir];
 	s->eof = true;
+	/*
+	 * A FIN read before the daemon took our pass_rest: the daemon
+	 * forwards it by itself, and would refuse a shutdown (ERROR STATE),
+	 * which the library sends unless we return 1.
+	 */
+	if (s->rest)
+		return 1;
 	if (dir == SLUICE_DIR_OUT) {
 		if (s->st == ST_DONE)
 			return 0;
@@ -1196,6 +1245,9 @@ static void on_close(struct sluice_client *c, uint64_t flow, uint32_t reason, vo
 static void on_error(struct sluice_client *c, uint64_t flow, uint32_t code, const char *text,
 		     void *user)
 {
+	/* A verdict that crossed the flow's end on the way: a normal race. */
+	if (code == SLUICE_ERR_FLOW_CLOSED)
+		return;
 	fprintf(stderr, PROG ": daemon refused a verdict for flow %016llx: error %u: %s\n",
 		(unsigned long long)flow, code, text);
 }
