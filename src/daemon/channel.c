@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -53,7 +55,13 @@ struct client {
 	struct flow *wait_head, *wait_tail;
 	struct client *next, *prev;
 	struct client *dead_next;
-	uint64_t last_verdict_ms; /* for --verdict-timeout */
+	uint64_t last_verdict_ms; /* the last VERDICT or OPEN_VERDICT */
+	uint64_t sent_total;      /* bytes written to its socket, ever */
+	/* For --verdict-timeout: what was sent and still unread at the last
+	 * look, and since when it has not changed. */
+	uint64_t seen_sent, seen_tail;
+	int seen_outq;
+	uint64_t progress_ms;
 	/* SLUICE_FEATURE_SHM: DATA bytes go through fwd, replacements come
 	 * through rev; see shmring.h. */
 	bool shm;
@@ -486,6 +494,7 @@ static void client_flush(struct client *c)
 			return;
 		}
 		c->out.off += (size_t)n;
+		c->sent_total += (uint64_t)n;
 	}
 	if (!out_pending(&c->out))
 		c->out.off = c->out.len = 0;
@@ -549,6 +558,7 @@ static int setup_shm(struct client *c)
 		return -1;
 	}
 	c->out.off += (size_t)n;
+	c->sent_total += (uint64_t)n;
 	c->shm = true;
 	return 0;
 }
@@ -1091,27 +1101,33 @@ static void on_accept(struct io *io, uint32_t revents)
 }
 
 /*
- * A filter has failed if it sits on offered bytes: some flow of its has had
- * bytes undecided for the verdict timeout, without a peek asking for more,
- * while the filter gave no verdict at all. (A filter that holds bytes on
- * purpose while waiting for more says so with a peek.)
+ * A filter has failed when it stops taking what is sent to it: frames or
+ * shared-ring bytes wait for it and none of them has been consumed for the
+ * verdict timeout. A filter that reads its frames but holds bytes on
+ * purpose (a header still incomplete, a response to wait for) is alive and
+ * keeps its flows; a stopped or stuck one is found as soon as anything is
+ * sent to it.
  */
-static bool hung(const struct client *c, uint64_t now)
+static bool hung(struct client *c, uint64_t now)
 {
 	uint64_t limit = (uint64_t)c->ch->d->cfg.verdict_timeout * 1000;
+	uint64_t tail = c->shm ? c->fwd.tail : 0;
+	int outq = 0;
+	bool waiting;
 
-	if (now - c->last_verdict_ms < limit)
+	/* SIOCOUTQ: what the filter has not read of what we wrote. */
+	if (ioctl(c->io.fd, SIOCOUTQ, &outq) < 0)
+		outq = 0;
+	waiting = outq > 0 || out_pending(&c->out) || (c->shm && c->fwd.head != c->fwd.tail);
+	if (!waiting || outq != c->seen_outq || c->sent_total != c->seen_sent ||
+	    tail != c->seen_tail) {
+		c->seen_outq = outq;
+		c->seen_sent = c->sent_total;
+		c->seen_tail = tail;
+		c->progress_ms = now;
 		return false;
-	for (const struct flow *f = c->flows; f; f = f->filter_next) {
-		for (int dir = 0; dir < 2; dir++) {
-			const struct stream *st = &f->dir[dir].st;
-
-			if (stream_undecided(st) && !st->auto_pass && !st->shut && !st->peek_armed &&
-			    now - f->dir[dir].offered_ms >= limit)
-				return true;
-		}
 	}
-	return false;
+	return now - c->progress_ms >= limit;
 }
 
 void channel_tick(struct channel *ch)
@@ -1122,7 +1138,7 @@ void channel_tick(struct channel *ch)
 	for (c = ch->clients; c; c = next) {
 		next = c->next;
 		if (c->ready && hung(c, now))
-			client_drop(c, "no verdict for %u s (--verdict-timeout)",
+			client_drop(c, "it read nothing sent to it for %u s (--verdict-timeout)",
 				    ch->d->cfg.verdict_timeout);
 	}
 }

@@ -597,7 +597,8 @@ static int handle_eof(struct sluice_client *c, const struct frame *f)
 	if (r)
 		return r < 0 ? r : 0;
 	fl = flow_find(&c->flows, d->flow);
-	if (!fl || fl->dir[d->dir].shutdown || fl->reset)
+	/* After pass_rest the daemon forwards the FIN itself. */
+	if (!fl || fl->dir[d->dir].shutdown || fl->dir[d->dir].pass_rest || fl->reset)
 		return 0;
 	/* Bytes the filter left undecided pass: only a verdict drops data. */
 	if (!fl->dir[d->dir].pass_rest && off_before(fl->dir[d->dir].decided, d->offset)) {

@@ -6,7 +6,7 @@
 # sluice-passthrough; at ~50 MiB the filter is stopped with SIGSTOP and left
 # stopped. It now sits on offered bytes without a verdict, so after 2 s (not
 # before; the daemon checks once a second) the daemon must drop it as
-# failed (log "no verdict for 2 s") and, the policy being open, let the flow
+# failed (log "read nothing sent to it for 2 s") and, the policy being open, let the flow
 # continue unfiltered: the upload completes intact while the filter is
 # still stopped. On SIGCONT the filter finds its channel closed (it says
 # "daemon closed the channel") and exits.
@@ -43,15 +43,15 @@ kill -STOP "$FILTER_PID"
 t_stop=$(date +%s.%N)
 sent_stop=$(tcp_rx "${LISTEN##*:}")
 
-wait_for_log "$SLUICED_LOG" "no verdict for $TIMEOUT s" $((TIMEOUT + 5)) ||
-	fail "sluiced did not drop the stopped filter within $((TIMEOUT + 5)) s (no 'no verdict for $TIMEOUT s')"
+wait_for_log "$SLUICED_LOG" "read nothing sent to it for $TIMEOUT s" $((TIMEOUT + 5)) ||
+	fail "sluiced did not drop the stopped filter within $((TIMEOUT + 5)) s (no 'read nothing sent to it for $TIMEOUT s')"
 t_drop=$(date +%s.%N)
 after=$(awk -v a="$t_stop" -v b="$t_drop" 'BEGIN { printf "%.1f", b - a }')
 log "filter stopped at $sent_stop bytes sent; dropped ${after} s later"
-log "$(grep -F "no verdict for" "$SLUICED_LOG")"
+log "$(grep -F "read nothing sent to it for" "$SLUICED_LOG")"
 awk -v x="$after" -v t="$TIMEOUT" 'BEGIN { exit !(x >= t - 0.3) }' ||
 	fail "the filter was dropped $after s after it stopped, before the verdict timeout of $TIMEOUT s"
-grep -F "no verdict for" "$SLUICED_LOG" | grep -qF "1 flows continue unfiltered (fail-open)" ||
+grep -F "read nothing sent to it for" "$SLUICED_LOG" | grep -qF "1 flows continue unfiltered (fail-open)" ||
 	fail "the drop line does not say that 1 flow continues unfiltered (fail-open)"
 alive "$CLIENT_PID" || fail "the upload ended while the filter was stopped, before it was dropped"
 
