@@ -62,7 +62,9 @@ wait_sent() { # LISTEN_PORT BYTES PID
 # --- A: two restarts within the grace --------------------------------------
 UP=$(addr 127.0.0.1 "$(free_port)")
 LISTEN=$(addr 127.0.0.1 "$(free_port)")
-start_server srv-a "$UP" --count 1
+# The server reads at 50 MiB/s, so that the upload is still going at the
+# second restart however fast the channel is.
+start_server srv-a "$UP" --count 1 --read-rate 50M
 start_sluiced "$LISTEN" "$UP" --filter-grace-seconds "$GRACE" --on-filter-failure open
 spawn_filter filter-a1
 
