@@ -124,7 +124,7 @@ stop_sluiced
 # --- B: the filter does not come back --------------------------------------
 UP=$(addr 127.0.0.1 "$(free_port)")
 LISTEN=$(addr 127.0.0.1 "$(free_port)")
-start_server srv-b "$UP" --count 1
+start_server srv-b "$UP" --count 1 --read-rate 50M
 start_sluiced "$LISTEN" "$UP" --filter-grace-seconds "$GRACE" --on-filter-failure open
 spawn_filter filter-b
 
