@@ -14,7 +14,8 @@ import re, sys
 blocks = re.findall(r"```c\n(.*?)```", open(sys.argv[1]).read(), re.S)
 open(sys.argv[2], "w").write(blocks[0])
 PY
-gcc -Wall -Werror -I"$TOP/include" -o "$T/upper" "$T/upper.c" -L"$BUILD" -lsluice \
+gcc -Wall -Werror ${SLUICE_SANITIZED:+-fsanitize=address,undefined} -I"$TOP/include" \
+	-o "$T/upper" "$T/upper.c" -L"$BUILD" -lsluice \
 	-Wl,-rpath,"$(cd "$BUILD" && pwd)" || fail "the README's filter does not build"
 
 UP=$(addr 127.0.0.1 "$(free_port)")

@@ -26,7 +26,8 @@ tcp_rx() {
 
 UP=$(addr 127.0.0.1 "$(free_port)")
 LISTEN=$(addr 127.0.0.1 "$(free_port)")
-start_server srv "$UP" --count 1
+# Paced, so that the upload is still going when the filter is killed.
+start_server srv "$UP" --count 1 --read-rate 50M
 start_sluiced "$LISTEN" "$UP" --on-filter-failure open
 start_filter
 
