@@ -5,8 +5,10 @@
  * Every chunk the daemon offers goes back unchanged: by default as a
  * replacement by the same bytes, so that each byte makes the round trip
  * through this process (what a rewriting filter costs), or with --pass as a
- * verdict without bytes. It counts each flow's bytes and prints them when the
- * flow closes.
+ * verdict without bytes; with --pass-rest it passes each direction's first
+ * chunk and gives the direction up (pass_rest), so that the daemon moves the
+ * rest without offering it. It counts each flow's bytes (those it was
+ * offered) and prints them when the flow closes.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,6 +30,7 @@ struct flow_stats {
 
 struct passthrough {
 	bool pass;
+	bool pass_rest;
 	/* Every open flow's stats, so that none is lost when we exit with flows open. */
 	struct flow_stats *flows;
 };
@@ -89,6 +92,12 @@ static int on_data(struct sluice_client *c, uint64_t flow, enum sluice_dir dir, 
 	struct flow_stats *s = sluice_flow_user(c, flow);
 
 	s->bytes[dir] += len;
+	if (p->pass_rest) {
+		/* libsluice drops chunks that were in flight after pass_rest: this runs once. */
+		int r = sluice_pass(c, flow, dir, offset + len);
+
+		return r < 0 ? r : sluice_pass_rest(c, flow, dir);
+	}
 	if (p->pass)
 		return sluice_pass(c, flow, dir, offset + len);
 	return sluice_replace(c, flow, dir, offset, offset + len, data, len);
@@ -122,7 +131,8 @@ static void on_error(struct sluice_client *c, uint64_t flow, uint32_t code, cons
 
 static void usage(FILE *f, bool full)
 {
-	fprintf(f, "usage: " PROG " [--socket PATH] [--pass] [--no-shm] [--name NAME] [--help]\n");
+	fprintf(f, "usage: " PROG " [--socket PATH] [--pass] [--pass-rest] [--no-shm] [--name NAME]"
+		   " [--help]\n");
 	if (!full)
 		return;
 	fprintf(f,
@@ -132,6 +142,8 @@ static void usage(FILE *f, bool full)
 		"  -s, --socket PATH  the daemon's filter socket (default " SLUICE_DEFAULT_SOCKET
 		")\n"
 		"  -p, --pass         answer with pass verdicts instead of sending the bytes back\n"
+		"  -r, --pass-rest    pass each direction's first chunk, then the rest unseen\n"
+		"                     (pass_rest: the daemon splices it)\n"
 		"  -m, --no-shm       exchange bytes through the socket, not shared memory\n"
 		"  -n, --name NAME    name shown in the daemon's logs (default passthrough)\n"
 		"  -h, --help         show this help\n");
@@ -142,6 +154,7 @@ int main(int argc, char **argv)
 	static const struct option options[] = {
 		{"socket", required_argument, NULL, 's'},
 		{"pass", no_argument, NULL, 'p'},
+		{"pass-rest", no_argument, NULL, 'r'},
 		{"name", required_argument, NULL, 'n'},
 		{"no-shm", no_argument, NULL, 'm'},
 		{"help", no_argument, NULL, 'h'},
@@ -168,13 +181,16 @@ int main(int argc, char **argv)
 	struct flow_stats *s;
 	int opt, r;
 
-	while ((opt = getopt_long(argc, argv, "s:pmn:h", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "s:prmn:h", options, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			opts.path = optarg;
 			break;
 		case 'p':
 			p.pass = true;
+			break;
+		case 'r':
+			p.pass_rest = true;
 			break;
 		case 'n':
 			opts.name = optarg;
