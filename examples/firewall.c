@@ -65,7 +65,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <pwd.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -75,6 +74,8 @@
 #include <sluice/sluice.h>
 
 #define PROG "sluice-firewall"
+#include "example.h"
+
 /* Linux keeps a command name in 16 bytes, the NUL included. */
 #define COMM_LEN_MAX 15
 /* A limit, so that a runaway file is an error rather than an allocation. */
@@ -120,14 +121,6 @@ struct firewall {
 	enum action default_action;
 	unsigned default_line; /* 0: no default line, the built-in allow */
 };
-
-static volatile sig_atomic_t stop;
-
-static void on_signal(int sig)
-{
-	/* The handler's running is what makes poll() in sluice_client_run() return -EINTR. */
-	stop = 1;
-}
 
 /* A decimal number in [0, max], digits only. Returns 0 or -EINVAL. */
 static int parse_number(const char *text, unsigned long max, unsigned long *ret)
@@ -471,25 +464,6 @@ static const struct rule *decide(const struct firewall *fw, const struct sluice_
 	return NULL;
 }
 
-/* "1.2.3.4:80" or "[::1]:80". */
-static const char *format_addr(const struct sockaddr_storage *a, char *buf, size_t len)
-{
-	char host[INET6_ADDRSTRLEN];
-
-	if (a->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *sin6 = (const void *)a;
-
-		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
-		snprintf(buf, len, "[%s]:%u", host, ntohs(sin6->sin6_port));
-	} else {
-		const struct sockaddr_in *sin = (const void *)a;
-
-		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
-		snprintf(buf, len, "%s:%u", host, ntohs(sin->sin_port));
-	}
-	return buf;
-}
-
 static socklen_t addr_len(const struct sockaddr_storage *a)
 {
 	return a->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
@@ -532,7 +506,7 @@ static int on_open(struct sluice_client *c, const struct sluice_flow_info *info,
 		snprintf(why, sizeof(why), "default, line %u", line);
 	if (action == ACTION_REDIRECT) {
 		strcpy(to, " to ");
-		format_addr(&rule->to, to + 4, sizeof(to) - 4);
+		example_format_addr(&rule->to, to + 4, sizeof(to) - 4);
 	}
 
 	if (info->verdict_wanted) {
@@ -559,8 +533,8 @@ static int on_open(struct sluice_client *c, const struct sluice_flow_info *info,
 	}
 
 	fprintf(stderr, PROG ": flow %016llx %s -> %s uid %s comm %s: %s%s (%s)%s\n",
-		(unsigned long long)info->id, format_addr(&info->src, src, sizeof(src)),
-		format_addr(&info->dst, dst, sizeof(dst)), uid,
+		(unsigned long long)info->id, example_format_addr(&info->src, src, sizeof(src)),
+		example_format_addr(&info->dst, dst, sizeof(dst)), uid,
 		info->has_pid && info->comm[0] ? info->comm : "-", action_names[action], to, why,
 		late);
 	/* A verdict fails only when the channel does; then the filter stops. */
@@ -615,8 +589,6 @@ int main(int argc, char **argv)
 		.on_open = on_open,
 		.on_error = on_error,
 	};
-	/* No SA_RESTART: the signal must end the wait in sluice_client_run(). */
-	struct sigaction sa = { .sa_handler = on_signal };
 	struct firewall fw = { .default_action = ACTION_ALLOW };
 	struct sluice_client *c;
 	const char *path;
@@ -637,20 +609,13 @@ int main(int argc, char **argv)
 			return 0;
 		default:
 			/* getopt_long() has printed what was wrong. */
-			usage(stderr, false);
-			return 2;
+			return example_usage_error(usage, NULL);
 		}
 	}
-	if (optind == argc) {
-		fprintf(stderr, PROG ": no rules file given\n");
-		usage(stderr, false);
-		return 2;
-	}
-	if (optind + 1 < argc) {
-		fprintf(stderr, PROG ": unexpected argument '%s'\n", argv[optind + 1]);
-		usage(stderr, false);
-		return 2;
-	}
+	if (optind == argc)
+		return example_usage_error(usage, "no rules file given");
+	if (optind + 1 < argc)
+		return example_usage_error(usage, "unexpected argument '%s'", argv[optind + 1]);
 	path = argv[optind];
 
 	r = load_rules(&fw, path, err, sizeof(err));
@@ -666,30 +631,22 @@ int main(int argc, char **argv)
 		return 0;
 	}
 
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	example_catch_signals();
 
 	r = sluice_client_connect(&opts, &cb, &fw, &c);
 	if (r < 0) {
-		fprintf(stderr, PROG ": cannot connect to %s: %s\n", opts.path, strerror(-r));
 		free(fw.rules);
-		return 1;
+		return example_cannot_connect(&opts, r);
 	}
 	fprintf(stderr, PROG ": %s: %zu rule%s, default %s\n", path, fw.nrules,
 		fw.nrules == 1 ? "" : "s", action_names[fw.default_action]);
-	fprintf(stderr, PROG ": connected to %s\n", opts.path);
-	fflush(stderr);
+	example_connected(&opts);
 
 	do
 		r = sluice_client_run(c);
-	while (r == -EINTR && !stop);
+	while (r == -EINTR && !example_stop);
 
-	if (r == -EINTR)
-		r = 0;
-	else if (r == -ECONNRESET)
-		fprintf(stderr, PROG ": daemon closed the channel\n");
-	else
-		fprintf(stderr, PROG ": %s\n", strerror(-r));
+	r = example_run_ended(r);
 
 	sluice_client_free(c);
 	free(fw.rules);

@@ -39,7 +39,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -47,11 +46,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include <sluice/sluice.h>
 
 #define PROG "sluice-http-block"
+#include "example.h"
 
 #define HEAD_MAX       (64 * 1024) /* the longest request or response head */
 #define CHUNK_LINE_MAX 4096	   /* the longest chunk-size or trailer line */
@@ -107,7 +108,7 @@ struct flow {
 	int answer;
 	bool answer_head;   /* it was a HEAD request: no body in the answer */
 	long long deadline; /* ms on CLOCK_MONOTONIC */
-	struct flow *prev, *next;
+	LIST_ENTRY(flow) link;
 };
 
 struct http_block {
@@ -115,7 +116,7 @@ struct http_block {
 	size_t nhosts;
 	const char **paths;
 	size_t npaths;
-	struct flow *flows; /* every open flow, for refusals that wait */
+	LIST_HEAD(, flow) flows; /* every open flow, for refusals that wait */
 };
 
 /* What parse_request() found. */
@@ -132,14 +133,6 @@ struct response {
 	bool chunked, to_close, has_length;
 	uint64_t length;
 };
-
-static volatile sig_atomic_t stop;
-
-static void on_signal(int sig)
-{
-	/* The handler's running is what makes poll() return EINTR. */
-	stop = 1;
-}
 
 static long long now_ms(void)
 {
@@ -1128,10 +1121,7 @@ static int on_open(struct sluice_client *c, const struct sluice_flow_info *info,
 		return -ENOMEM;
 	fl->id = info->id;
 	fl->head_max = info->window && info->window < HEAD_MAX ? info->window : HEAD_MAX;
-	fl->next = hb->flows;
-	if (hb->flows)
-		hb->flows->prev = fl;
-	hb->flows = fl;
+	LIST_INSERT_HEAD(&hb->flows, fl, link);
 	r = sluice_flow_set_user(c, info->id, fl);
 	if (r < 0)
 		return r;
@@ -1222,7 +1212,6 @@ static int on_eof(struct sluice_client *c, uint64_t flow, enum sluice_dir dir, u
 
 static void on_close(struct sluice_client *c, uint64_t flow, uint32_t reason, void *user)
 {
-	struct http_block *hb = user;
 	struct flow *fl = sluice_flow_user(c, flow);
 
 	if (!fl)
@@ -1232,24 +1221,9 @@ static void on_close(struct sluice_client *c, uint64_t flow, uint32_t reason, vo
 		(unsigned long long)flow, fl->requests,
 		(unsigned long long)fl->side[SLUICE_DIR_OUT].seen,
 		(unsigned long long)fl->side[SLUICE_DIR_IN].seen);
-	if (fl->prev)
-		fl->prev->next = fl->next;
-	else
-		hb->flows = fl->next;
-	if (fl->next)
-		fl->next->prev = fl->prev;
+	LIST_REMOVE(fl, link);
 	free(fl->kinds);
 	free(fl);
-}
-
-static void on_error(struct sluice_client *c, uint64_t flow, uint32_t code, const char *text,
-		     void *user)
-{
-	/* A verdict that crossed the flow's end on the way: a normal race. */
-	if (code == SLUICE_ERR_FLOW_CLOSED)
-		return;
-	fprintf(stderr, PROG ": daemon refused a verdict for flow %016llx: error %u: %s\n",
-		(unsigned long long)flow, code, text);
 }
 
 /* ------------------------------------------------------------ main */
@@ -1262,9 +1236,11 @@ static void on_error(struct sluice_client *c, uint64_t flow, uint32_t code, cons
 static int answer_overdue(struct sluice_client *c, struct http_block *hb, int *ret_wait)
 {
 	long long now = now_ms(), wait = -1;
+	struct flow *fl;
 	int r;
 
-	for (struct flow *fl = hb->flows; fl; fl = fl->next) {
+	LIST_FOREACH(fl, &hb->flows, link)
+	{
 		if (!fl->answer)
 			continue;
 		if (fl->deadline <= now) {
@@ -1350,10 +1326,8 @@ int main(int argc, char **argv)
 		.on_data = on_data,
 		.on_eof = on_eof,
 		.on_close = on_close,
-		.on_error = on_error,
+		.on_error = example_on_error,
 	};
-	/* No SA_RESTART: the signal must end the wait in poll(). */
-	struct sigaction sa = { .sa_handler = on_signal };
 	struct http_block hb = { 0 };
 	struct sluice_client *c;
 	struct flow *fl;
@@ -1392,45 +1366,31 @@ int main(int argc, char **argv)
 			return 0;
 		default:
 			/* getopt_long() has printed what was wrong. */
-			usage(stderr, false);
-			return 2;
+			return example_usage_error(usage, NULL);
 		}
 	}
-	if (optind < argc) {
-		fprintf(stderr, PROG ": unexpected argument '%s'\n", argv[optind]);
-		usage(stderr, false);
-		return 2;
-	}
-	if (!hb.nhosts && !hb.npaths) {
-		fprintf(stderr, PROG ": nothing to block: give --host or --path\n");
-		usage(stderr, false);
-		return 2;
-	}
+	if (optind < argc)
+		return example_usage_error(usage, "unexpected argument '%s'", argv[optind]);
+	if (!hb.nhosts && !hb.npaths)
+		return example_usage_error(usage, "nothing to block: give --host or --path");
 
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	/* The signal ends the wait in run()'s poll() with -EINTR. */
+	example_catch_signals();
 
 	r = sluice_client_connect(&opts, &cb, &hb, &c);
-	if (r < 0) {
-		fprintf(stderr, PROG ": cannot connect to %s: %s\n", opts.path, strerror(-r));
-		return 1;
-	}
-	fprintf(stderr, PROG ": connected to %s\n", opts.path);
+	if (r < 0)
+		return example_cannot_connect(&opts, r);
+	example_connected(&opts);
 
 	do
 		r = run(c, &hb);
-	while (r == -EINTR && !stop);
+	while (r == -EINTR && !example_stop);
 
-	if (r == -EINTR)
-		r = 0;
-	else if (r == -ECONNRESET)
-		fprintf(stderr, PROG ": daemon closed the channel\n");
-	else
-		fprintf(stderr, PROG ": %s\n", strerror(-r));
+	r = example_run_ended(r);
 
 	sluice_client_free(c);
-	while ((fl = hb.flows)) {
-		hb.flows = fl->next;
+	while ((fl = LIST_FIRST(&hb.flows))) {
+		LIST_REMOVE(fl, link);
 		free(fl->kinds);
 		free(fl);
 	}

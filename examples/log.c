@@ -10,18 +10,18 @@
  * byte waits for the next one to be shown. Every line names its flow and
  * direction, because the lines of concurrent flows interleave.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include <sluice/sluice.h>
 
 #define PROG "sluice-log"
+#include "example.h"
 
 static const char *const dir_name[] = {
 	[SLUICE_DIR_OUT] = "out",
@@ -30,7 +30,7 @@ static const char *const dir_name[] = {
 
 struct flow_log {
 	unsigned long long bytes[2]; /* indexed by enum sluice_dir */
-	struct flow_log *prev, *next;
+	LIST_ENTRY(flow_log) link;
 };
 
 struct logger {
@@ -38,16 +38,8 @@ struct logger {
 	bool write_failed;
 	unsigned long long max_bytes; /* dumped per flow and direction */
 	/* Every open flow's state, so that none is lost when we exit with flows open. */
-	struct flow_log *flows;
+	LIST_HEAD(, flow_log) flows;
 };
-
-static volatile sig_atomic_t stop;
-
-static void on_signal(int sig)
-{
-	/* The handler's running is what makes poll() in sluice_client_run() return -EINTR. */
-	stop = 1;
-}
 
 /*
  * A log that cannot be written stops the filter (after r, the result of a
@@ -64,45 +56,17 @@ static int check_output(struct logger *lg, int r)
 	return 0;
 }
 
-/* "1.2.3.4:80" or "[::1]:80". */
-static const char *format_addr(const struct sockaddr_storage *a, char *buf, size_t len)
-{
-	char host[INET6_ADDRSTRLEN];
-
-	if (a->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *sin6 = (const void *)a;
-
-		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
-		snprintf(buf, len, "[%s]:%u", host, ntohs(sin6->sin6_port));
-	} else {
-		const struct sockaddr_in *sin = (const void *)a;
-
-		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
-		snprintf(buf, len, "%s:%u", host, ntohs(sin->sin_port));
-	}
-	return buf;
-}
-
 static int on_open(struct sluice_client *c, const struct sluice_flow_info *info, void *user)
 {
 	struct logger *lg = user;
 	struct flow_log *s = calloc(1, sizeof(*s));
-	char src[INET6_ADDRSTRLEN + 8], dst[INET6_ADDRSTRLEN + 8], uid[16] = "-", pid[16] = "-";
+	char desc[EXAMPLE_FLOW_LEN];
 
 	if (!s)
 		return -ENOMEM;
-	if (info->has_uid)
-		snprintf(uid, sizeof(uid), "%u", info->uid);
-	if (info->has_pid)
-		snprintf(pid, sizeof(pid), "%u", info->pid);
-	fprintf(lg->out, "flow %016llx open: %s -> %s uid %s pid %s comm %s\n",
-		(unsigned long long)info->id, format_addr(&info->src, src, sizeof(src)),
-		format_addr(&info->dst, dst, sizeof(dst)), uid, pid,
-		info->has_pid && info->comm[0] ? info->comm : "-");
-	s->next = lg->flows;
-	if (lg->flows)
-		lg->flows->prev = s;
-	lg->flows = s;
+	fprintf(lg->out, "flow %016llx open: %s\n", (unsigned long long)info->id,
+		example_format_flow(info, desc, sizeof(desc)));
+	LIST_INSERT_HEAD(&lg->flows, s, link);
 	return check_output(lg, sluice_flow_set_user(c, info->id, s));
 }
 
@@ -171,23 +135,8 @@ static void on_close(struct sluice_client *c, uint64_t flow, uint32_t reason, vo
 	fprintf(lg->out, "flow %016llx close: out %llu in %llu bytes%s%s\n",
 		(unsigned long long)flow, s->bytes[SLUICE_DIR_OUT], s->bytes[SLUICE_DIR_IN],
 		reason ? ", " : "", reason ? strerror((int)reason) : "");
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		lg->flows = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
+	LIST_REMOVE(s, link);
 	free(s);
-}
-
-static void on_error(struct sluice_client *c, uint64_t flow, uint32_t code, const char *text,
-		     void *user)
-{
-	/* A verdict that crossed the flow's CLOSE on the way is a normal race. */
-	if (code == SLUICE_ERR_FLOW_CLOSED)
-		return;
-	fprintf(stderr, PROG ": daemon refused a verdict for flow %016llx: error %u: %s\n",
-		(unsigned long long)flow, code, text);
 }
 
 static void usage(FILE *f, bool full)
@@ -228,10 +177,8 @@ int main(int argc, char **argv)
 		.on_data = on_data,
 		.on_eof = on_eof,
 		.on_close = on_close,
-		.on_error = on_error,
+		.on_error = example_on_error,
 	};
-	/* No SA_RESTART: the signal must end the wait in sluice_client_run(). */
-	struct sigaction sa = { .sa_handler = on_signal };
 	struct logger lg = { .out = stdout, .max_bytes = 4096 };
 	const char *output = NULL;
 	struct sluice_client *c;
@@ -247,13 +194,10 @@ int main(int argc, char **argv)
 		case 'm':
 			errno = 0;
 			lg.max_bytes = strtoull(optarg, &end, 10);
-			if (errno || end == optarg || *end || optarg[0] == '-') {
-				fprintf(stderr,
-					PROG ": --max-bytes needs a number of bytes, not '%s'\n",
+			if (errno || end == optarg || *end || optarg[0] == '-')
+				return example_usage_error(
+					usage, "--max-bytes needs a number of bytes, not '%s'",
 					optarg);
-				usage(stderr, false);
-				return 2;
-			}
 			break;
 		case 'o':
 			output = optarg;
@@ -263,15 +207,11 @@ int main(int argc, char **argv)
 			return 0;
 		default:
 			/* getopt_long() has printed what was wrong. */
-			usage(stderr, false);
-			return 2;
+			return example_usage_error(usage, NULL);
 		}
 	}
-	if (optind < argc) {
-		fprintf(stderr, PROG ": unexpected argument '%s'\n", argv[optind]);
-		usage(stderr, false);
-		return 2;
-	}
+	if (optind < argc)
+		return example_usage_error(usage, "unexpected argument '%s'", argv[optind]);
 	if (output) {
 		lg.out = fopen(output, "ae");
 		if (!lg.out) {
@@ -282,33 +222,26 @@ int main(int argc, char **argv)
 	/* Whole lines, at once: the log is read while flows run, and by tests. */
 	setvbuf(lg.out, NULL, _IOLBF, 0);
 
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	example_catch_signals();
 
 	r = sluice_client_connect(&opts, &cb, &lg, &c);
-	if (r < 0) {
-		fprintf(stderr, PROG ": cannot connect to %s: %s\n", opts.path, strerror(-r));
-		return 1;
-	}
-	fprintf(stderr, PROG ": connected to %s\n", opts.path);
-	fflush(stderr);
+	if (r < 0)
+		return example_cannot_connect(&opts, r);
+	example_connected(&opts);
 
 	do
 		r = sluice_client_run(c);
-	while (r == -EINTR && !stop);
+	while (r == -EINTR && !example_stop);
 
-	if (r == -EINTR)
-		r = 0;
-	else if (r == -ECONNRESET)
-		fprintf(stderr, PROG ": daemon closed the channel\n");
-	else if (lg.write_failed)
+	/* A failed write ends the run: the callback that saw it returned -EIO. */
+	if (lg.write_failed)
 		fprintf(stderr, PROG ": cannot write to %s\n", output ? output : "standard output");
 	else
-		fprintf(stderr, PROG ": %s\n", strerror(-r));
+		r = example_run_ended(r);
 
 	sluice_client_free(c);
-	while ((s = lg.flows)) {
-		lg.flows = s->next;
+	while ((s = LIST_FIRST(&lg.flows))) {
+		LIST_REMOVE(s, link);
 		free(s);
 	}
 	if (fclose(lg.out) != 0 && r == 0) {

@@ -10,78 +10,42 @@
  * rest without offering it. It counts each flow's bytes (those it was
  * offered) and prints them when the flow closes.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include <sluice/sluice.h>
 
 #define PROG "sluice-passthrough"
+#include "example.h"
 
 struct flow_stats {
 	unsigned long long bytes[2]; /* indexed by enum sluice_dir */
-	struct flow_stats *prev, *next;
+	LIST_ENTRY(flow_stats) link;
 };
 
 struct passthrough {
 	bool pass;
 	bool pass_rest;
 	/* Every open flow's stats, so that none is lost when we exit with flows open. */
-	struct flow_stats *flows;
+	LIST_HEAD(, flow_stats) flows;
 };
-
-static volatile sig_atomic_t stop;
-
-static void on_signal(int sig)
-{
-	/* The handler's running is what makes poll() in sluice_client_run() return -EINTR. */
-	stop = 1;
-}
-
-/* "1.2.3.4:80" or "[::1]:80". */
-static const char *format_addr(const struct sockaddr_storage *a, char *buf, size_t len)
-{
-	char host[INET6_ADDRSTRLEN];
-
-	if (a->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *sin6 = (const void *)a;
-
-		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
-		snprintf(buf, len, "[%s]:%u", host, ntohs(sin6->sin6_port));
-	} else {
-		const struct sockaddr_in *sin = (const void *)a;
-
-		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
-		snprintf(buf, len, "%s:%u", host, ntohs(sin->sin_port));
-	}
-	return buf;
-}
 
 static int on_open(struct sluice_client *c, const struct sluice_flow_info *info, void *user)
 {
 	struct passthrough *p = user;
 	struct flow_stats *s = calloc(1, sizeof(*s));
-	char src[INET6_ADDRSTRLEN + 8], dst[INET6_ADDRSTRLEN + 8], uid[16] = "-", pid[16] = "-";
+	char desc[EXAMPLE_FLOW_LEN];
 
 	if (!s)
 		return -ENOMEM;
-	if (info->has_uid)
-		snprintf(uid, sizeof(uid), "%u", info->uid);
-	if (info->has_pid)
-		snprintf(pid, sizeof(pid), "%u", info->pid);
-	fprintf(stderr, "sluice-passthrough: flow %016llx open: %s -> %s uid %s pid %s comm %s\n",
-		(unsigned long long)info->id, format_addr(&info->src, src, sizeof(src)),
-		format_addr(&info->dst, dst, sizeof(dst)), uid, pid,
-		info->has_pid && info->comm[0] ? info->comm : "-");
-	s->next = p->flows;
-	if (p->flows)
-		p->flows->prev = s;
-	p->flows = s;
+	fprintf(stderr, PROG ": flow %016llx open: %s\n", (unsigned long long)info->id,
+		example_format_flow(info, desc, sizeof(desc)));
+	LIST_INSERT_HEAD(&p->flows, s, link);
 	return sluice_flow_set_user(c, info->id, s);
 }
 
@@ -105,28 +69,12 @@ static int on_data(struct sluice_client *c, uint64_t flow, enum sluice_dir dir, 
 
 static void on_close(struct sluice_client *c, uint64_t flow, uint32_t reason, void *user)
 {
-	struct passthrough *p = user;
 	struct flow_stats *s = sluice_flow_user(c, flow);
 
 	fprintf(stderr, PROG ": flow %016llx closed: out %llu in %llu bytes\n",
 		(unsigned long long)flow, s->bytes[SLUICE_DIR_OUT], s->bytes[SLUICE_DIR_IN]);
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		p->flows = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
+	LIST_REMOVE(s, link);
 	free(s);
-}
-
-static void on_error(struct sluice_client *c, uint64_t flow, uint32_t code, const char *text,
-		     void *user)
-{
-	/* A verdict that crossed its flow's reset or close is a normal race. */
-	if (code == SLUICE_ERR_FLOW_CLOSED)
-		return;
-	fprintf(stderr, PROG ": daemon refused a verdict for flow %016llx: error %u: %s\n",
-		(unsigned long long)flow, code, text);
 }
 
 static void usage(FILE *f, bool full)
@@ -152,13 +100,13 @@ static void usage(FILE *f, bool full)
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{"socket", required_argument, NULL, 's'},
-		{"pass", no_argument, NULL, 'p'},
-		{"pass-rest", no_argument, NULL, 'r'},
-		{"name", required_argument, NULL, 'n'},
-		{"no-shm", no_argument, NULL, 'm'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+		{ "socket", required_argument, NULL, 's' },
+		{ "pass", no_argument, NULL, 'p' },
+		{ "pass-rest", no_argument, NULL, 'r' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "no-shm", no_argument, NULL, 'm' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
 	};
 	struct sluice_client_opts opts = {
 		.sz = sizeof(opts),
@@ -172,11 +120,9 @@ int main(int argc, char **argv)
 		.on_open = on_open,
 		.on_data = on_data,
 		.on_close = on_close,
-		.on_error = on_error,
+		.on_error = example_on_error,
 	};
-	/* No SA_RESTART: the signal must end the wait in sluice_client_run(). */
-	struct sigaction sa = {.sa_handler = on_signal};
-	struct passthrough p = {0};
+	struct passthrough p = { 0 };
 	struct sluice_client *c;
 	struct flow_stats *s;
 	int opt, r;
@@ -203,46 +149,31 @@ int main(int argc, char **argv)
 			return 0;
 		default:
 			/* getopt_long() has printed what was wrong. */
-			usage(stderr, false);
-			return 2;
+			return example_usage_error(usage, NULL);
 		}
 	}
-	if (optind < argc) {
-		fprintf(stderr, PROG ": unexpected argument '%s'\n", argv[optind]);
-		usage(stderr, false);
-		return 2;
-	}
-	if (strlen(opts.name) > SLUICE_NAME_MAX) {
-		fprintf(stderr, PROG ": --name is longer than %d bytes\n", SLUICE_NAME_MAX);
-		usage(stderr, false);
-		return 2;
-	}
+	if (optind < argc)
+		return example_usage_error(usage, "unexpected argument '%s'", argv[optind]);
+	if (strlen(opts.name) > SLUICE_NAME_MAX)
+		return example_usage_error(usage, "--name is longer than %d bytes",
+					   SLUICE_NAME_MAX);
 
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	example_catch_signals();
 
 	r = sluice_client_connect(&opts, &cb, &p, &c);
-	if (r < 0) {
-		fprintf(stderr, PROG ": cannot connect to %s: %s\n", opts.path, strerror(-r));
-		return 1;
-	}
-	fprintf(stderr, PROG ": connected to %s\n", opts.path);
-	fflush(stderr);
+	if (r < 0)
+		return example_cannot_connect(&opts, r);
+	example_connected(&opts);
 
 	do
 		r = sluice_client_run(c);
-	while (r == -EINTR && !stop);
+	while (r == -EINTR && !example_stop);
 
-	if (r == -EINTR)
-		r = 0;
-	else if (r == -ECONNRESET)
-		fprintf(stderr, PROG ": daemon closed the channel\n");
-	else
-		fprintf(stderr, PROG ": %s\n", strerror(-r));
+	r = example_run_ended(r);
 
 	sluice_client_free(c);
-	while ((s = p.flows)) {
-		p.flows = s->next;
+	while ((s = LIST_FIRST(&p.flows))) {
+		LIST_REMOVE(s, link);
 		free(s);
 	}
 	return r < 0 ? 1 : 0;

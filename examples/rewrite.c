@@ -15,15 +15,17 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include <sluice/sluice.h>
 
 #define PROG "sluice-rewrite"
+#include "example.h"
+
 /*
  * The undecided tail of a direction is shorter than FROM and must fit in the
  * daemon's window together with the next bytes, so FROM may be no longer
@@ -42,7 +44,7 @@ struct tail {
 
 struct flow_state {
 	struct tail tail[2]; /* indexed by enum sluice_dir */
-	struct flow_state *prev, *next;
+	LIST_ENTRY(flow_state) link;
 	uint8_t buf[]; /* two tails of up to len(FROM) - 1 bytes each */
 };
 
@@ -53,16 +55,8 @@ struct rewrite {
 	uint8_t *scratch;
 	size_t scratch_cap;
 	/* Every open flow's state, so that none is lost when we exit with flows open. */
-	struct flow_state *flows;
+	LIST_HEAD(, flow_state) flows;
 };
-
-static volatile sig_atomic_t stop;
-
-static void on_signal(int sig)
-{
-	/* The handler's running is what makes poll() in sluice_client_run() return -EINTR. */
-	stop = 1;
-}
 
 static uint8_t *tail_bytes(const struct rewrite *rw, struct flow_state *s, enum sluice_dir dir)
 {
@@ -76,10 +70,7 @@ static int on_open(struct sluice_client *c, const struct sluice_flow_info *info,
 
 	if (!s)
 		return -ENOMEM;
-	s->next = rw->flows;
-	if (rw->flows)
-		rw->flows->prev = s;
-	rw->flows = s;
+	LIST_INSERT_HEAD(&rw->flows, s, link);
 	return sluice_flow_set_user(c, info->id, s);
 }
 
@@ -167,26 +158,10 @@ static int on_eof(struct sluice_client *c, uint64_t flow, enum sluice_dir dir, u
 
 static void on_close(struct sluice_client *c, uint64_t flow, uint32_t reason, void *user)
 {
-	struct rewrite *rw = user;
 	struct flow_state *s = sluice_flow_user(c, flow);
 
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		rw->flows = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
+	LIST_REMOVE(s, link);
 	free(s);
-}
-
-static void on_error(struct sluice_client *c, uint64_t flow, uint32_t code, const char *text,
-		     void *user)
-{
-	/* A verdict that crossed the flow's CLOSE on the way is a normal race. */
-	if (code == SLUICE_ERR_FLOW_CLOSED)
-		return;
-	fprintf(stderr, PROG ": daemon refused a verdict for flow %016llx: error %u: %s\n",
-		(unsigned long long)flow, code, text);
 }
 
 static int hex_digit(char ch)
@@ -278,10 +253,8 @@ int main(int argc, char **argv)
 		.on_data = on_data,
 		.on_eof = on_eof,
 		.on_close = on_close,
-		.on_error = on_error,
+		.on_error = example_on_error,
 	};
-	/* No SA_RESTART: the signal must end the wait in sluice_client_run(). */
-	struct sigaction sa = { .sa_handler = on_signal };
 	struct rewrite rw = { 0 };
 	struct sluice_client *c;
 	struct flow_state *s;
@@ -301,11 +274,9 @@ int main(int argc, char **argv)
 			} else if (strcmp(optarg, "both") == 0) {
 				opts.dirs = SLUICE_SUB_OUT | SLUICE_SUB_IN;
 			} else {
-				fprintf(stderr,
-					PROG ": --direction must be in, out or both, not '%s'\n",
+				return example_usage_error(
+					usage, "--direction must be in, out or both, not '%s'",
 					optarg);
-				usage(stderr, false);
-				return 2;
 			}
 			break;
 		case 'h':
@@ -313,66 +284,47 @@ int main(int argc, char **argv)
 			return 0;
 		default:
 			/* getopt_long() has printed what was wrong. */
-			usage(stderr, false);
-			return 2;
+			return example_usage_error(usage, NULL);
 		}
 	}
-	if (argc - optind != 2) {
-		fprintf(stderr, PROG ": expected FROM and TO, got %d argument%s\n", argc - optind,
-			argc - optind == 1 ? "" : "s");
-		usage(stderr, false);
-		return 2;
-	}
+	if (argc - optind != 2)
+		return example_usage_error(usage, "expected FROM and TO, got %d argument%s",
+					   argc - optind, argc - optind == 1 ? "" : "s");
 	n = unescape(argv[optind]);
-	if (n <= 0 || n > FROM_MAX) {
-		fprintf(stderr, PROG ": FROM must be 1 to %d bytes, with valid escapes\n",
-			FROM_MAX);
-		usage(stderr, false);
-		return 2;
-	}
+	if (n <= 0 || n > FROM_MAX)
+		return example_usage_error(usage, "FROM must be 1 to %d bytes, with valid escapes",
+					   FROM_MAX);
 	rw.from = (const uint8_t *)argv[optind];
 	rw.from_len = (size_t)n;
 	n = unescape(argv[optind + 1]);
-	if (n < 0) {
-		fprintf(stderr, PROG ": TO has an invalid escape\n");
-		usage(stderr, false);
-		return 2;
-	}
+	if (n < 0)
+		return example_usage_error(usage, "TO has an invalid escape");
 	rw.to = (const uint8_t *)argv[optind + 1];
 	rw.to_len = (size_t)n;
 
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	example_catch_signals();
 
 	r = sluice_client_connect(&opts, &cb, &rw, &c);
-	if (r < 0) {
-		fprintf(stderr, PROG ": cannot connect to %s: %s\n", opts.path, strerror(-r));
-		return 1;
-	}
+	if (r < 0)
+		return example_cannot_connect(&opts, r);
 	if (rw.to_len > sluice_client_max_payload(c)) {
-		fprintf(stderr, PROG ": TO is longer than the %zu bytes a verdict can carry\n",
-			sluice_client_max_payload(c));
-		usage(stderr, false);
+		r = example_usage_error(usage,
+					"TO is longer than the %zu bytes a verdict can carry",
+					sluice_client_max_payload(c));
 		sluice_client_free(c);
-		return 2;
+		return r;
 	}
-	fprintf(stderr, PROG ": connected to %s\n", opts.path);
-	fflush(stderr);
+	example_connected(&opts);
 
 	do
 		r = sluice_client_run(c);
-	while (r == -EINTR && !stop);
+	while (r == -EINTR && !example_stop);
 
-	if (r == -EINTR)
-		r = 0;
-	else if (r == -ECONNRESET)
-		fprintf(stderr, PROG ": daemon closed the channel\n");
-	else
-		fprintf(stderr, PROG ": %s\n", strerror(-r));
+	r = example_run_ended(r);
 
 	sluice_client_free(c);
-	while ((s = rw.flows)) {
-		rw.flows = s->next;
+	while ((s = LIST_FIRST(&rw.flows))) {
+		LIST_REMOVE(s, link);
 		free(s);
 	}
 	free(rw.scratch);

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -39,6 +40,8 @@
 #include <sluice/sluice.h>
 
 #define PROG "sluice-throttle"
+#include "example.h"
+
 /* How often waiting bytes are looked at again. */
 #define TICK_MS 10
 /* A bucket holds this many milliseconds of tokens, so an idle flow may burst that much. */
@@ -64,7 +67,7 @@ struct flow_state {
 	uint64_t id;
 	int64_t start_ns;
 	struct bucket dir[2]; /* indexed by enum sluice_dir */
-	struct flow_state *prev, *next;
+	LIST_ENTRY(flow_state) link;
 };
 
 struct throttle {
@@ -76,7 +79,7 @@ struct throttle {
 	/* Directions holding bytes they could not pass yet: the timer runs while > 0. */
 	size_t waiting;
 	/* Every open flow, so that the timer can visit them and none is lost at exit. */
-	struct flow_state *flows;
+	LIST_HEAD(, flow_state) flows;
 };
 
 static int64_t now_ns(void)
@@ -199,13 +202,15 @@ static int timer_sync(struct throttle *t)
 static int on_tick(struct throttle *t, struct sluice_client *c)
 {
 	int64_t now = now_ns();
+	struct flow_state *fs;
 	uint64_t expirations;
 	int r;
 
 	/* Missed ticks do not matter: tokens are counted from the clock, not the ticks. */
 	if (read(t->timer_fd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
 		return -errno;
-	for (struct flow_state *fs = t->flows; fs; fs = fs->next) {
+	LIST_FOREACH(fs, &t->flows, link)
+	{
 		for (int dir = SLUICE_DIR_OUT; dir <= SLUICE_DIR_IN; dir++) {
 			if (!fs->dir[dir].waiting)
 				continue;
@@ -231,10 +236,7 @@ static int on_open(struct sluice_client *c, const struct sluice_flow_info *info,
 		fs->dir[dir].tokens = t->burst;
 		fs->dir[dir].refilled_ns = fs->start_ns;
 	}
-	fs->next = t->flows;
-	if (t->flows)
-		t->flows->prev = fs;
-	t->flows = fs;
+	LIST_INSERT_HEAD(&t->flows, fs, link);
 	return sluice_flow_set_user(c, info->id, fs);
 }
 
@@ -278,28 +280,13 @@ static void on_close(struct sluice_client *c, uint64_t flow, uint32_t reason, vo
 	for (int dir = SLUICE_DIR_OUT; dir <= SLUICE_DIR_IN; dir++)
 		if (fs->dir[dir].waiting)
 			t->waiting--;
-	if (fs->prev)
-		fs->prev->next = fs->next;
-	else
-		t->flows = fs->next;
-	if (fs->next)
-		fs->next->prev = fs->prev;
+	LIST_REMOVE(fs, link);
 	free(fs);
 }
 
-static void on_error(struct sluice_client *c, uint64_t flow, uint32_t code, const char *text,
-		     void *user)
-{
-	/* A verdict from the timer may cross the flow's CLOSE on the way: a normal race. */
-	if (code == SLUICE_ERR_FLOW_CLOSED)
-		return;
-	fprintf(stderr, PROG ": daemon refused a verdict for flow %016llx: error %u: %s\n",
-		(unsigned long long)flow, code, text);
-}
-
 /*
- * Dispatches the channel and ticks the timer until a signal comes (0) or the
- * channel fails (its negative errno).
+ * Dispatches the channel and ticks the timer until a signal comes (-EINTR,
+ * as from sluice_client_run()) or the channel fails (its negative errno).
  */
 static int run(struct throttle *t, struct sluice_client *c, int signal_fd)
 {
@@ -320,7 +307,7 @@ static int run(struct throttle *t, struct sluice_client *c, int signal_fd)
 			return -errno;
 		}
 		if (p[2].revents)
-			return 0;
+			return -EINTR;
 		if (p[1].revents) {
 			r = on_tick(t, c);
 			if (r < 0)
@@ -373,7 +360,7 @@ int main(int argc, char **argv)
 		.on_data = on_data,
 		.on_eof = on_eof,
 		.on_close = on_close,
-		.on_error = on_error,
+		.on_error = example_on_error,
 	};
 	struct throttle t = { .timer_fd = -1 };
 	struct sluice_client *c = NULL;
@@ -385,14 +372,12 @@ int main(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "r:s:h", options, NULL)) != -1) {
 		switch (opt) {
 		case 'r':
-			if (parse_rate(optarg, &rate) < 0) {
-				fprintf(stderr,
-					PROG ": bad --rate '%s': want a positive number of bytes "
-					     "per second, e.g. 500K or 5M\n",
+			if (parse_rate(optarg, &rate) < 0)
+				return example_usage_error(
+					usage,
+					"bad --rate '%s': want a positive number of bytes per "
+					"second, e.g. 500K or 5M",
 					optarg);
-				usage(stderr, false);
-				return 2;
-			}
 			break;
 		case 's':
 			opts.path = optarg;
@@ -402,20 +387,13 @@ int main(int argc, char **argv)
 			return 0;
 		default:
 			/* getopt_long() has printed what was wrong. */
-			usage(stderr, false);
-			return 2;
+			return example_usage_error(usage, NULL);
 		}
 	}
-	if (optind < argc) {
-		fprintf(stderr, PROG ": unexpected argument '%s'\n", argv[optind]);
-		usage(stderr, false);
-		return 2;
-	}
-	if (!rate) {
-		fprintf(stderr, PROG ": --rate is required\n");
-		usage(stderr, false);
-		return 2;
-	}
+	if (optind < argc)
+		return example_usage_error(usage, "unexpected argument '%s'", argv[optind]);
+	if (!rate)
+		return example_usage_error(usage, "--rate is required");
 	t.rate = (double)rate;
 	t.burst = t.rate * BURST_MS / 1000;
 	if (t.burst < 1)
@@ -439,22 +417,15 @@ int main(int argc, char **argv)
 	}
 
 	r = sluice_client_connect(&opts, &cb, &t, &c);
-	if (r < 0) {
-		fprintf(stderr, PROG ": cannot connect to %s: %s\n", opts.path, strerror(-r));
-		return 1;
-	}
-	fprintf(stderr, PROG ": connected to %s\n", opts.path);
-	fflush(stderr);
+	if (r < 0)
+		return example_cannot_connect(&opts, r);
+	example_connected(&opts);
 
-	r = run(&t, c, signal_fd);
-	if (r == -ECONNRESET)
-		fprintf(stderr, PROG ": daemon closed the channel\n");
-	else if (r < 0)
-		fprintf(stderr, PROG ": %s\n", strerror(-r));
+	r = example_run_ended(run(&t, c, signal_fd));
 
 	sluice_client_free(c);
-	while ((fs = t.flows)) {
-		t.flows = fs->next;
+	while ((fs = LIST_FIRST(&t.flows))) {
+		LIST_REMOVE(fs, link);
 		free(fs);
 	}
 	close(t.timer_fd);
