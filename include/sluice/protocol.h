@@ -17,23 +17,23 @@
 #define SLUICE_FRAME_MIN_MAX 4096
 /* Default and hard upper bound of a frame, header included. */
 #define SLUICE_FRAME_DEFAULT_MAX (1024 * 1024 + 64)
-#define SLUICE_FRAME_HARD_MAX (16 * 1024 * 1024)
+#define SLUICE_FRAME_HARD_MAX	 (16 * 1024 * 1024)
 
-#define SLUICE_NAME_MAX 64
-#define SLUICE_COMM_MAX 16
+#define SLUICE_NAME_MAX	      64
+#define SLUICE_COMM_MAX	      16
 #define SLUICE_ERROR_TEXT_MAX 256
 
 enum sluice_frame_type {
-	SLUICE_FRAME_HELLO = 1,        /* both ways, first frame of each side */
-	SLUICE_FRAME_OPEN = 2,         /* daemon -> filter: a new flow */
-	SLUICE_FRAME_DATA = 3,         /* daemon -> filter: bytes of one direction */
-	SLUICE_FRAME_EOF = 4,          /* daemon -> filter: the source sent FIN */
-	SLUICE_FRAME_CLOSE = 5,        /* daemon -> filter: the flow is gone */
+	SLUICE_FRAME_HELLO = 1,	       /* both ways, first frame of each side */
+	SLUICE_FRAME_OPEN = 2,	       /* daemon -> filter: a new flow */
+	SLUICE_FRAME_DATA = 3,	       /* daemon -> filter: bytes of one direction */
+	SLUICE_FRAME_EOF = 4,	       /* daemon -> filter: the source sent FIN */
+	SLUICE_FRAME_CLOSE = 5,	       /* daemon -> filter: the flow is gone */
 	SLUICE_FRAME_VERDICT = 6,      /* filter -> daemon: a stream verdict */
 	SLUICE_FRAME_OPEN_VERDICT = 7, /* filter -> daemon: a connect-time verdict */
-	SLUICE_FRAME_ERROR = 8,        /* daemon -> filter: a request was refused */
+	SLUICE_FRAME_ERROR = 8,	       /* daemon -> filter: a request was refused */
 	SLUICE_FRAME_SUBSCRIBE = 9,    /* filter -> daemon: which flows it wants */
-	SLUICE_FRAME_SHM = 10,         /* daemon -> filter: the shared rings (fd attached) */
+	SLUICE_FRAME_SHM = 10,	       /* daemon -> filter: the shared rings (fd attached) */
 	SLUICE_FRAME_RELEASE = 11,     /* both ways: ring bytes consumed up to a position */
 	SLUICE_FRAME_TYPE_MAX = 11,
 };
@@ -64,37 +64,37 @@ enum sluice_open_action {
 
 /* Feature bits a filter sets in its HELLO. */
 #define SLUICE_FEATURE_OPEN_VERDICT (1u << 0) /* it answers every OPEN */
-#define SLUICE_FEATURE_SHM (1u << 1)          /* data travels in shared memory */
+#define SLUICE_FEATURE_SHM	    (1u << 1) /* data travels in shared memory */
 
 /* OPEN frame flags. */
-#define SLUICE_OPEN_F_UID (1u << 0)     /* the uid field is known */
-#define SLUICE_OPEN_F_PID (1u << 1)     /* the pid and comm fields are known */
-#define SLUICE_OPEN_F_VERDICT (1u << 2) /* the daemon waits for an OPEN_VERDICT */
-#define SLUICE_OPEN_F_IN_ONLY (1u << 3) /* only the in direction will be offered */
+#define SLUICE_OPEN_F_UID      (1u << 0) /* the uid field is known */
+#define SLUICE_OPEN_F_PID      (1u << 1) /* the pid and comm fields are known */
+#define SLUICE_OPEN_F_VERDICT  (1u << 2) /* the daemon waits for an OPEN_VERDICT */
+#define SLUICE_OPEN_F_IN_ONLY  (1u << 3) /* only the in direction will be offered */
 #define SLUICE_OPEN_F_OUT_ONLY (1u << 4) /* only the out direction will be offered */
-#define SLUICE_OPEN_F_RESUME (1u << 5)  /* a flow taken back after a reconnect: offsets follow */
+#define SLUICE_OPEN_F_RESUME   (1u << 5) /* a flow taken back after a reconnect: offsets follow */
 
 /* DATA frame flags. */
 #define SLUICE_DATA_F_REOFFER (1u << 0) /* bytes offered before, sent again after a peek */
-#define SLUICE_DATA_F_SHM (1u << 1)     /* the bytes are in the forward ring: pos, len */
+#define SLUICE_DATA_F_SHM     (1u << 1) /* the bytes are in the forward ring: pos, len */
 
 /* VERDICT frame flags. */
 #define SLUICE_VERDICT_F_SHM (1u << 0) /* the bytes are in the reverse ring: pos, len */
 
 /* SUBSCRIBE: directions wanted, and at most this many port ranges. */
-#define SLUICE_SUB_OUT (1u << 0)
-#define SLUICE_SUB_IN (1u << 1)
+#define SLUICE_SUB_OUT	     (1u << 0)
+#define SLUICE_SUB_IN	     (1u << 1)
 #define SLUICE_SUB_MAX_PORTS 32
 
 /* Codes carried by ERROR frames. */
 enum sluice_error_code {
-	SLUICE_ERR_FLOW_CLOSED = 1,  /* the flow closed before the frame arrived */
-	SLUICE_ERR_BAD_OFFSET = 2,   /* offset backwards or beyond what was offered */
-	SLUICE_ERR_WINDOW = 3,       /* peek or output beyond the window */
-	SLUICE_ERR_UNSUPPORTED = 4,  /* a verdict this daemon does not implement */
-	SLUICE_ERR_PROTOCOL = 5,     /* fatal: the channel is being closed */
-	SLUICE_ERR_STATE = 6,        /* the direction no longer takes verdicts */
-	SLUICE_ERR_INVALID = 7,      /* a field's value cannot be acted on */
+	SLUICE_ERR_FLOW_CLOSED = 1, /* the flow closed before the frame arrived */
+	SLUICE_ERR_BAD_OFFSET = 2,  /* offset backwards or beyond what was offered */
+	SLUICE_ERR_WINDOW = 3,	    /* peek or output beyond the window */
+	SLUICE_ERR_UNSUPPORTED = 4, /* a verdict this daemon does not implement */
+	SLUICE_ERR_PROTOCOL = 5,    /* fatal: the channel is being closed */
+	SLUICE_ERR_STATE = 6,	    /* the direction no longer takes verdicts */
+	SLUICE_ERR_INVALID = 7,	    /* a field's value cannot be acted on */
 };
 
 #endif

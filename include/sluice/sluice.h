@@ -47,7 +47,7 @@ struct sluice_flow_info {
 	int has_pid;
 	uint32_t pid;
 	char comm[SLUICE_COMM_MAX + 1]; /* NUL-terminated, empty if unknown */
-	uint32_t window;                /* bytes the daemon holds per direction */
+	uint32_t window;		/* bytes the daemon holds per direction */
 	/* The daemon waits for sluice_allow/deny/redirect/ignore (the filter
 	 * asked for connect-time verdicts). */
 	int verdict_wanted;
@@ -79,8 +79,7 @@ struct sluice_callbacks {
 	 * the answer will come later; a negative return stops the loop and
 	 * leaves the flow to the daemon's verdict timeout (it is allowed).
 	 */
-	int (*on_open)(struct sluice_client *c, const struct sluice_flow_info *info,
-		       void *user);
+	int (*on_open)(struct sluice_client *c, const struct sluice_flow_info *info, void *user);
 	/*
 	 * bytes [offset, offset + len) of direction dir were read. Answer by
 	 * deciding them (pass, replace, ...) now or later. After a
@@ -89,8 +88,8 @@ struct sluice_callbacks {
 	 * the end of earlier chunks; a large range may come in several calls):
 	 * a filter that peeks needs no buffer of its own.
 	 */
-	int (*on_data)(struct sluice_client *c, uint64_t flow, enum sluice_dir dir,
-		       uint64_t offset, const uint8_t *data, size_t len, void *user);
+	int (*on_data)(struct sluice_client *c, uint64_t flow, enum sluice_dir dir, uint64_t offset,
+		       const uint8_t *data, size_t len, void *user);
 	/*
 	 * The source of dir sent FIN after `offset` bytes. When this callback
 	 * is NULL or returns 0 without having answered, the library passes
@@ -99,13 +98,13 @@ struct sluice_callbacks {
 	 * it. Return 1 to take that over (and call sluice_shutdown() yourself
 	 * later, for example after delayed verdicts or an inject).
 	 */
-	int (*on_eof)(struct sluice_client *c, uint64_t flow, enum sluice_dir dir,
-		      uint64_t offset, void *user);
+	int (*on_eof)(struct sluice_client *c, uint64_t flow, enum sluice_dir dir, uint64_t offset,
+		      void *user);
 	/* The flow is gone; its id will not be offered again. */
 	void (*on_close)(struct sluice_client *c, uint64_t flow, uint32_t reason, void *user);
 	/* The daemon refused something this client sent (e.g. a late verdict). */
-	void (*on_error)(struct sluice_client *c, uint64_t flow, uint32_t code,
-			 const char *text, void *user);
+	void (*on_error)(struct sluice_client *c, uint64_t flow, uint32_t code, const char *text,
+			 void *user);
 };
 
 struct sluice_port_range {
@@ -113,10 +112,10 @@ struct sluice_port_range {
 };
 
 struct sluice_client_opts {
-	size_t sz;          /* sizeof(struct sluice_client_opts) */
-	const char *path;   /* socket path; NULL means SLUICE_DEFAULT_SOCKET */
-	const char *name;   /* shown in the daemon's logs; NULL means "filter" */
-	uint32_t features;  /* SLUICE_FEATURE_* bits */
+	size_t sz;	   /* sizeof(struct sluice_client_opts) */
+	const char *path;  /* socket path; NULL means SLUICE_DEFAULT_SOCKET */
+	const char *name;  /* shown in the daemon's logs; NULL means "filter" */
+	uint32_t features; /* SLUICE_FEATURE_* bits */
 	/*
 	 * Which flows to see: directions (SLUICE_SUB_OUT | SLUICE_SUB_IN;
 	 * 0 means both) and destination ports (nports 0: all, at most

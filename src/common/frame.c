@@ -120,8 +120,8 @@ static const char *decode_data_like(const uint8_t *b, size_t n, uint8_t flags, s
 {
 	if (n < FRAME_DATA_BODY)
 		return "DATA/EOF too short";
-	if ((flags & ~(f->type == SLUICE_FRAME_DATA ? SLUICE_DATA_F_REOFFER | SLUICE_DATA_F_SHM
-						      : 0)) ||
+	if ((flags &
+	     ~(f->type == SLUICE_FRAME_DATA ? SLUICE_DATA_F_REOFFER | SLUICE_DATA_F_SHM : 0)) ||
 	    !all_zero(b + 9, 7))
 		return "DATA/EOF reserved bits set";
 	if (b[8] > SLUICE_DIR_IN)
@@ -189,8 +189,7 @@ static const char *decode_verdict(const uint8_t *b, size_t n, uint8_t flags, str
 	return NULL;
 }
 
-static const char *decode_open_verdict(const uint8_t *b, size_t n, uint8_t flags,
-				       struct frame *f)
+static const char *decode_open_verdict(const uint8_t *b, size_t n, uint8_t flags, struct frame *f)
 {
 	struct frame_open_verdict *v = &f->open_verdict;
 
@@ -382,8 +381,7 @@ size_t frame_size(const struct frame *f)
 	return 0;
 }
 
-void frame_put_data_prefix(uint8_t *buf, uint64_t flow, uint8_t dir, uint64_t offset,
-			   size_t len)
+void frame_put_data_prefix(uint8_t *buf, uint64_t flow, uint8_t dir, uint64_t offset, size_t len)
 {
 	put_header(buf, FRAME_DATA_PREFIX + len, SLUICE_FRAME_DATA, 0);
 	put64(buf + 8, flow);
@@ -392,8 +390,8 @@ void frame_put_data_prefix(uint8_t *buf, uint64_t flow, uint8_t dir, uint64_t of
 	put64(buf + 24, offset);
 }
 
-void frame_put_verdict_prefix(uint8_t *buf, uint64_t flow, uint8_t dir, uint8_t op,
-			      uint64_t from, uint64_t to, size_t len)
+void frame_put_verdict_prefix(uint8_t *buf, uint64_t flow, uint8_t dir, uint8_t op, uint64_t from,
+			      uint64_t to, size_t len)
 {
 	put_header(buf, FRAME_VERDICT_PREFIX + len, SLUICE_FRAME_VERDICT, 0);
 	put64(buf + 8, flow);
@@ -527,14 +525,10 @@ const char *frame_type_name(uint8_t type)
 const char *frame_verdict_name(uint8_t op)
 {
 	static const char *const names[SLUICE_VERDICT_OP_MAX + 1] = {
-		[SLUICE_VERDICT_PASS] = "pass",
-		[SLUICE_VERDICT_PEEK] = "peek",
-		[SLUICE_VERDICT_REPLACE] = "replace",
-		[SLUICE_VERDICT_INJECT] = "inject",
-		[SLUICE_VERDICT_DROP] = "drop",
-		[SLUICE_VERDICT_PASS_REST] = "pass_rest",
-		[SLUICE_VERDICT_SHUTDOWN] = "shutdown",
-		[SLUICE_VERDICT_RESET] = "reset",
+		[SLUICE_VERDICT_PASS] = "pass",		[SLUICE_VERDICT_PEEK] = "peek",
+		[SLUICE_VERDICT_REPLACE] = "replace",	[SLUICE_VERDICT_INJECT] = "inject",
+		[SLUICE_VERDICT_DROP] = "drop",		[SLUICE_VERDICT_PASS_REST] = "pass_rest",
+		[SLUICE_VERDICT_SHUTDOWN] = "shutdown", [SLUICE_VERDICT_RESET] = "reset",
 	};
 
 	return op <= SLUICE_VERDICT_OP_MAX && names[op] ? names[op] : "unknown";

@@ -13,22 +13,22 @@
 
 #include "sluice/protocol.h"
 
-#define FRAME_HELLO_BODY 16
-#define FRAME_OPEN_BODY 64
-#define FRAME_OPEN_RESUME 32 /* offsets after the fixed body, with F_RESUME */
-#define FRAME_DATA_BODY 24
-#define FRAME_EOF_BODY 24
-#define FRAME_CLOSE_BODY 16
-#define FRAME_VERDICT_BODY 32
+#define FRAME_HELLO_BODY	16
+#define FRAME_OPEN_BODY		64
+#define FRAME_OPEN_RESUME	32 /* offsets after the fixed body, with F_RESUME */
+#define FRAME_DATA_BODY		24
+#define FRAME_EOF_BODY		24
+#define FRAME_CLOSE_BODY	16
+#define FRAME_VERDICT_BODY	32
 #define FRAME_OPEN_VERDICT_BODY 32
-#define FRAME_ERROR_BODY 16
-#define FRAME_SUBSCRIBE_BODY 4
-#define FRAME_SHM_BODY 16
-#define FRAME_RELEASE_BODY 16
-#define FRAME_SHM_REF 16 /* pos and len of bytes in a ring, in DATA or VERDICT */
+#define FRAME_ERROR_BODY	16
+#define FRAME_SUBSCRIBE_BODY	4
+#define FRAME_SHM_BODY		16
+#define FRAME_RELEASE_BODY	16
+#define FRAME_SHM_REF		16 /* pos and len of bytes in a ring, in DATA or VERDICT */
 
 /* Header plus fixed body of the frames that carry bytes. */
-#define FRAME_DATA_PREFIX (SLUICE_FRAME_HEADER_SIZE + FRAME_DATA_BODY)
+#define FRAME_DATA_PREFIX    (SLUICE_FRAME_HEADER_SIZE + FRAME_DATA_BODY)
 #define FRAME_VERDICT_PREFIX (SLUICE_FRAME_HEADER_SIZE + FRAME_VERDICT_BODY)
 
 struct frame_hello {
@@ -94,7 +94,7 @@ struct frame_error {
 };
 
 struct frame_subscribe {
-	uint8_t dirs; /* SLUICE_SUB_* bits, at least one */
+	uint8_t dirs;	/* SLUICE_SUB_* bits, at least one */
 	uint8_t nports; /* 0: every port */
 	struct {
 		uint16_t lo, hi;
@@ -154,8 +154,7 @@ size_t frame_size(const struct frame *f);
  * Writes the FRAME_DATA_PREFIX bytes that precede len data bytes, so that a
  * caller can read the bytes into place behind it without a second copy.
  */
-void frame_put_data_prefix(uint8_t *buf, uint64_t flow, uint8_t dir, uint64_t offset,
-			   size_t len);
+void frame_put_data_prefix(uint8_t *buf, uint64_t flow, uint8_t dir, uint64_t offset, size_t len);
 
 /*
  * The position and length a DATA or VERDICT with the SHM flag carries in
@@ -172,8 +171,8 @@ static inline void frame_set_flags(uint8_t *buf, uint8_t flags)
 }
 
 /* Same for a VERDICT frame carrying len bytes. */
-void frame_put_verdict_prefix(uint8_t *buf, uint64_t flow, uint8_t dir, uint8_t op,
-			      uint64_t from, uint64_t to, size_t len);
+void frame_put_verdict_prefix(uint8_t *buf, uint64_t flow, uint8_t dir, uint8_t op, uint64_t from,
+			      uint64_t to, size_t len);
 
 const char *frame_type_name(uint8_t type);
 const char *frame_verdict_name(uint8_t op);

@@ -33,8 +33,8 @@ static inline bool off_within(uint64_t x, uint64_t lo, uint64_t hi)
 
 struct window {
 	uint64_t limit; /* most bytes held at once */
-	uint64_t in;    /* bytes taken in (offset of the next byte) */
-	uint64_t out;   /* bytes given out or discarded */
+	uint64_t in;	/* bytes taken in (offset of the next byte) */
+	uint64_t out;	/* bytes given out or discarded */
 	uint64_t extra; /* bytes held that were not taken in (replacements) */
 };
 

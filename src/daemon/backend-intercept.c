@@ -116,4 +116,3 @@ const struct backend backend_intercept = {
 	.quiesce = intercept_quiesce,
 	.stop = intercept_stop,
 };
-

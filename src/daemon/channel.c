@@ -41,22 +41,22 @@ struct client {
 	uid_t uid;
 	char name[SLUICE_NAME_MAX + 1];
 	char label[SLUICE_NAME_MAX + 32];
-	bool ready;           /* HELLO exchanged */
-	uint32_t features;    /* SLUICE_FEATURE_* from its HELLO */
-	uint8_t sub_dirs;     /* SLUICE_SUB_* it wants */
+	bool ready;	   /* HELLO exchanged */
+	uint32_t features; /* SLUICE_FEATURE_* from its HELLO */
+	uint8_t sub_dirs;  /* SLUICE_SUB_* it wants */
 	struct frame_subscribe sub;
 	bool dead;
-	uint32_t peer_max;    /* largest frame the filter accepts */
-	uint64_t first_gen;   /* flows it may know of start here */
+	uint32_t peer_max;  /* largest frame the filter accepts */
+	uint64_t first_gen; /* flows it may know of start here */
 	uint8_t *in;
 	size_t in_len;
 	struct outbuf out;
-	struct flow *flows;   /* its flows, through filter_next */
+	struct flow *flows; /* its flows, through filter_next */
 	struct flow *wait_head, *wait_tail;
 	struct client *next, *prev;
 	struct client *dead_next;
 	uint64_t last_verdict_ms; /* the last VERDICT or OPEN_VERDICT */
-	uint64_t sent_total;      /* bytes written to its socket, ever */
+	uint64_t sent_total;	  /* bytes written to its socket, ever */
 	/* For --verdict-timeout: what was sent and still unread at the last
 	 * look, and since when it has not changed. */
 	uint64_t seen_sent, seen_tail;
@@ -128,8 +128,15 @@ void channel_client_info(const struct client *c, struct channel_client_info *ret
 	for (const struct flow *f = c->flows; f; f = f->filter_next)
 		n++;
 	*ret = (struct channel_client_info){
-		.id = c->id, .pid = c->pid, .uid = c->uid, .name = c->name, .ready = c->ready,
-		.flows = n, .queued = c->out.len - c->out.off, .dirs = c->sub_dirs, .sub = &c->sub,
+		.id = c->id,
+		.pid = c->pid,
+		.uid = c->uid,
+		.name = c->name,
+		.ready = c->ready,
+		.flows = n,
+		.queued = c->out.len - c->out.off,
+		.dirs = c->sub_dirs,
+		.sub = &c->sub,
 	};
 }
 
@@ -526,7 +533,9 @@ static int setup_shm(struct client *c)
 		char buf[CMSG_SPACE(sizeof(int))];
 	} ctl;
 	struct iovec iov;
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+	struct msghdr msg = { .msg_iov = &iov,
+			      .msg_iovlen = 1,
+			      .msg_control = ctl.buf,
 			      .msg_controllen = sizeof(ctl.buf) };
 	struct cmsghdr *cm;
 	ssize_t n;
@@ -554,7 +563,8 @@ static int setup_shm(struct client *c)
 	n = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 	close(fd); /* the filter has its own now; our mappings keep the memory */
 	if (n <= 0) {
-		client_drop(c, "sending the shared memory: %s", n < 0 ? strerror(errno) : "no room");
+		client_drop(c, "sending the shared memory: %s",
+			    n < 0 ? strerror(errno) : "no room");
 		return -1;
 	}
 	c->out.off += (size_t)n;
@@ -586,7 +596,8 @@ static int on_hello(struct client *c, const struct frame *f)
 	if (f->hello.version != SLUICE_PROTOCOL_VERSION) {
 		char text[96];
 
-		snprintf(text, sizeof(text), "protocol version %u not supported; this daemon speaks %u",
+		snprintf(text, sizeof(text),
+			 "protocol version %u not supported; this daemon speaks %u",
 			 f->hello.version, SLUICE_PROTOCOL_VERSION);
 		send_error(c, 0, SLUICE_ERR_PROTOCOL, SLUICE_FRAME_HELLO, text);
 		client_drop(c, "%s", text);
@@ -645,8 +656,8 @@ static struct flow *client_flow(struct client *c, uint64_t id, uint8_t type, boo
 		c->last_closed_type = type;
 		return NULL;
 	}
-	client_drop(c, "%s names flow " FLOW_ID_FMT ", which it was never given", frame_type_name(type),
-		    FLOW_ID_ARGS(id));
+	client_drop(c, "%s names flow " FLOW_ID_FMT ", which it was never given",
+		    frame_type_name(type), FLOW_ID_ARGS(id));
 	*ret_dropped = true;
 	return NULL;
 }
@@ -709,7 +720,8 @@ static int on_verdict(struct client *c, const struct frame *fr)
 				 c->ch->d->cfg.window);
 		else
 			snprintf(text, sizeof(text),
-				 "%s: filter output waiting for the sink would pass 2 x window (%u bytes)",
+				 "%s: filter output waiting for the sink would pass 2 x window (%u "
+				 "bytes)",
 				 frame_verdict_name(v->op), 2 * c->ch->d->cfg.window);
 		send_error(c, f->id, SLUICE_ERR_WINDOW, SLUICE_FRAME_VERDICT, text);
 		relay_reset(f, ENOBUFS, text);
@@ -759,8 +771,7 @@ static int on_subscribe(struct client *c, const struct frame *fr)
 {
 	c->sub = fr->subscribe;
 	c->sub_dirs = fr->subscribe.dirs;
-	log_info("%s subscribes to %s%s%s, %s", c->label,
-		 c->sub_dirs & SLUICE_SUB_OUT ? "out" : "",
+	log_info("%s subscribes to %s%s%s, %s", c->label, c->sub_dirs & SLUICE_SUB_OUT ? "out" : "",
 		 c->sub_dirs == (SLUICE_SUB_OUT | SLUICE_SUB_IN) ? " and " : "",
 		 c->sub_dirs & SLUICE_SUB_IN ? "in" : "",
 		 c->sub.nports ? "some ports" : "every port");
@@ -812,8 +823,8 @@ static void client_read(struct client *c)
 		const char *why = NULL;
 		struct frame f;
 		size_t size;
-		int r = frame_decode(c->in + pos, c->in_len - pos, c->ch->d->cfg.max_frame, &f, &size,
-				     &why);
+		int r = frame_decode(c->in + pos, c->in_len - pos, c->ch->d->cfg.max_frame, &f,
+				     &size, &why);
 
 		if (r == 0)
 			break;
@@ -997,8 +1008,7 @@ static void client_drop(struct client *c, const char *fmt, ...)
 
 	/* Its flows go on without a filter (what it left undecided passes), or
 	 * are reset, as --on-filter-failure says. */
-	if (c->flows && c->ready && ch->d->cfg.grace_seconds && !ch->d->draining &&
-	    orphan_all(c)) {
+	if (c->flows && c->ready && ch->d->cfg.grace_seconds && !ch->d->draining && orphan_all(c)) {
 		log_warn("dropping filter client %u (%s): %s; its flows wait %u s for it to return",
 			 c->id, c->name, why, ch->d->cfg.grace_seconds);
 		c->dead_next = ch->dead;
@@ -1014,11 +1024,12 @@ static void client_drop(struct client *c, const char *fmt, ...)
 		log_warn("dropping filter client %u (%s): %s; %u flows reset (fail-closed)", c->id,
 			 c->ready ? c->name : "no HELLO", why, nflows);
 	else if (nflows)
-		log_warn("dropping filter client %u (%s): %s; %u flows continue unfiltered (fail-open)",
+		log_warn("dropping filter client %u (%s): %s; %u flows continue unfiltered "
+			 "(fail-open)",
 			 c->id, c->ready ? c->name : "no HELLO", why, nflows);
 	else
-		log_warn("dropping filter client %u (%s): %s", c->id, c->ready ? c->name : "no HELLO",
-			 why);
+		log_warn("dropping filter client %u (%s): %s", c->id,
+			 c->ready ? c->name : "no HELLO", why);
 	c->dead_next = ch->dead;
 	ch->dead = c;
 }
@@ -1061,7 +1072,8 @@ static void on_accept(struct io *io, uint32_t revents)
 			continue;
 		}
 		if (ch->nclients >= ch->d->cfg.max_filters) {
-			log_warn("filter socket: refusing pid %d: already %u filters (--max-filters)",
+			log_warn("filter socket: refusing pid %d: already %u filters "
+				 "(--max-filters)",
 				 (int)cred.pid, ch->nclients);
 			close(fd);
 			continue;

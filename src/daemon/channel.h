@@ -17,7 +17,6 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-
 struct daemon;
 struct channel;
 struct client;
@@ -78,11 +77,11 @@ struct channel_client_info {
 	unsigned id;
 	pid_t pid;
 	uid_t uid;
-	const char *name; /* from its HELLO; "" before it */
-	bool ready;       /* HELLO exchanged */
-	unsigned flows;   /* flows it filters now */
-	size_t queued;    /* bytes queued to it and not yet sent */
-	uint8_t dirs;     /* SLUICE_SUB_* it wants */
+	const char *name;		   /* from its HELLO; "" before it */
+	bool ready;			   /* HELLO exchanged */
+	unsigned flows;			   /* flows it filters now */
+	size_t queued;			   /* bytes queued to it and not yet sent */
+	uint8_t dirs;			   /* SLUICE_SUB_* it wants */
 	const struct frame_subscribe *sub; /* the ports it wants (none: every port) */
 };
 

@@ -110,9 +110,18 @@ static int parse_size(const char *s, uint64_t max, uint64_t *ret)
 		return -EINVAL;
 	memcpy(buf, s, n + 1);
 	switch (buf[n - 1]) {
-	case 'K': case 'k': mult = 1ull << 10; break;
-	case 'M': case 'm': mult = 1ull << 20; break;
-	case 'G': case 'g': mult = 1ull << 30; break;
+	case 'K':
+	case 'k':
+		mult = 1ull << 10;
+		break;
+	case 'M':
+	case 'm':
+		mult = 1ull << 20;
+		break;
+	case 'G':
+	case 'g':
+		mult = 1ull << 30;
+		break;
 	}
 	if (mult > 1)
 		buf[n - 1] = '\0';
@@ -188,7 +197,7 @@ int parse_cidr(const char *s, struct cidr *ret)
 	ret->prefix = (uint8_t)prefix;
 	/* Clear host bits, as nftables wants a network address. */
 	for (int bit = ret->prefix; bit < max; bit++)
-		ret->addr[bit / 8] &= (uint8_t)~(0x80u >> (bit % 8));
+		ret->addr[bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
 	return 0;
 }
 
@@ -235,12 +244,38 @@ static int add_cidr(struct cidr *list, unsigned *n, const char *arg)
 
 int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t len)
 {
-	enum { OPT_LISTEN = 256, OPT_UPSTREAM, OPT_INTERCEPT, OPT_GATEWAY, OPT_LOOPBACK, OPT_UID,
-	       OPT_XUID, OPT_CGROUP, OPT_DEST, OPT_XDEST, OPT_PORT, OPT_SOCKET, OPT_WINDOW,
-	       OPT_MAX_FLOWS, OPT_MARK, OPT_DRAIN, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION,
-	       OPT_ON_FAILURE, OPT_GRACE, OPT_VERDICT_TIMEOUT, OPT_IDLE, OPT_MAX_FILTERS,
-	       OPT_MAX_FRAME, OPT_MAX_INFLIGHT, OPT_GROUP, OPT_LOG_FORMAT, OPT_CONTROL,
-	       OPT_METRICS };
+	enum {
+		OPT_LISTEN = 256,
+		OPT_UPSTREAM,
+		OPT_INTERCEPT,
+		OPT_GATEWAY,
+		OPT_LOOPBACK,
+		OPT_UID,
+		OPT_XUID,
+		OPT_CGROUP,
+		OPT_DEST,
+		OPT_XDEST,
+		OPT_PORT,
+		OPT_SOCKET,
+		OPT_WINDOW,
+		OPT_MAX_FLOWS,
+		OPT_MARK,
+		OPT_DRAIN,
+		OPT_LOG_LEVEL,
+		OPT_HELP,
+		OPT_VERSION,
+		OPT_ON_FAILURE,
+		OPT_GRACE,
+		OPT_VERDICT_TIMEOUT,
+		OPT_IDLE,
+		OPT_MAX_FILTERS,
+		OPT_MAX_FRAME,
+		OPT_MAX_INFLIGHT,
+		OPT_GROUP,
+		OPT_LOG_FORMAT,
+		OPT_CONTROL,
+		OPT_METRICS
+	};
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, OPT_LISTEN },
 		{ "upstream", required_argument, NULL, OPT_UPSTREAM },
@@ -317,12 +352,15 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 			r = parse_ports(optarg, &cfg->sel);
 			if (r == -E2BIG)
 				return fail(msg, len, "%s: more than %d port ranges",
-					    c == OPT_INTERCEPT ? "--intercept" : "--gateway", MAX_LIST);
+					    c == OPT_INTERCEPT ? "--intercept" : "--gateway",
+					    MAX_LIST);
 			if (r < 0)
 				return fail(msg, len,
-					    "%s: '%s' is not a list of ports and ranges from 1 to 65535 "
+					    "%s: '%s' is not a list of ports and ranges from 1 to "
+					    "65535 "
 					    "(like 80,443,8000-8100) or 'all'",
-					    c == OPT_INTERCEPT ? "--intercept" : "--gateway", optarg);
+					    c == OPT_INTERCEPT ? "--intercept" : "--gateway",
+					    optarg);
 			break;
 		case OPT_LOOPBACK:
 			cfg->sel.loopback = true;
@@ -372,20 +410,22 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 			break;
 		case OPT_MAX_FLOWS:
 			if (parse_uint(optarg, 1u << 24, &v) < 0 || v == 0)
-				return fail(msg, len, "--max-flows: '%s' is not a number from 1 to %u",
+				return fail(msg, len,
+					    "--max-flows: '%s' is not a number from 1 to %u",
 					    optarg, 1u << 24);
 			cfg->max_flows = (uint32_t)v;
 			break;
 		case OPT_MARK:
 			if (parse_uint(optarg, UINT32_MAX, &v) < 0 || v == 0)
-				return fail(msg, len, "--mark: '%s' is not a non-zero 32-bit number",
-					    optarg);
+				return fail(msg, len,
+					    "--mark: '%s' is not a non-zero 32-bit number", optarg);
 			cfg->mark = (uint32_t)v;
 			cfg->mark_set = true;
 			break;
 		case OPT_DRAIN:
 			if (parse_uint(optarg, 3600, &v) < 0)
-				return fail(msg, len, "--drain-seconds: '%s' is not 0 to 3600", optarg);
+				return fail(msg, len, "--drain-seconds: '%s' is not 0 to 3600",
+					    optarg);
 			cfg->drain_seconds = (unsigned)v;
 			break;
 		case OPT_ON_FAILURE:
@@ -394,7 +434,8 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 			else if (!strcmp(optarg, "closed"))
 				cfg->on_failure = FAIL_CLOSED;
 			else
-				return fail(msg, len, "--on-filter-failure: '%s' is not open or closed",
+				return fail(msg, len,
+					    "--on-filter-failure: '%s' is not open or closed",
 					    optarg);
 			break;
 		case OPT_GRACE:
@@ -402,8 +443,9 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 		case OPT_IDLE:
 			if (parse_uint(optarg, 86400, &v) < 0 || (c == OPT_VERDICT_TIMEOUT && !v))
 				return fail(msg, len, "%s: '%s' is not %s to 86400 seconds",
-					    c == OPT_GRACE ? "--filter-grace-seconds"
-					    : c == OPT_IDLE ? "--idle-timeout" : "--verdict-timeout",
+					    c == OPT_GRACE  ? "--filter-grace-seconds"
+					    : c == OPT_IDLE ? "--idle-timeout"
+							    : "--verdict-timeout",
 					    optarg, c == OPT_VERDICT_TIMEOUT ? "1" : "0");
 			if (c == OPT_GRACE)
 				cfg->grace_seconds = (unsigned)v;
@@ -414,18 +456,21 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 			break;
 		case OPT_MAX_FILTERS:
 			if (parse_uint(optarg, 1024, &v) < 0 || !v)
-				return fail(msg, len, "--max-filters: '%s' is not 1 to 1024", optarg);
+				return fail(msg, len, "--max-filters: '%s' is not 1 to 1024",
+					    optarg);
 			cfg->max_filters = (uint32_t)v;
 			break;
 		case OPT_MAX_FRAME:
 			if (parse_size(optarg, SLUICE_FRAME_HARD_MAX, &v) < 0 || v < 65536)
-				return fail(msg, len, "--max-frame: '%s' is not a size from 64K to 16M",
+				return fail(msg, len,
+					    "--max-frame: '%s' is not a size from 64K to 16M",
 					    optarg);
 			cfg->max_frame = (uint32_t)v;
 			break;
 		case OPT_MAX_INFLIGHT:
 			if (parse_size(optarg, 64u << 20, &v) < 0 || v < 65536)
-				return fail(msg, len, "--max-inflight: '%s' is not a size from 64K to 64M",
+				return fail(msg, len,
+					    "--max-inflight: '%s' is not a size from 64K to 64M",
 					    optarg);
 			cfg->max_inflight = (uint32_t)v;
 			break;
@@ -437,9 +482,10 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 		case OPT_LOG_LEVEL:
 			cfg->log_level = parse_level(optarg);
 			if (cfg->log_level < 0)
-				return fail(msg, len,
-					    "--log-level: '%s' is not error, warning, info or debug",
-					    optarg);
+				return fail(
+					msg, len,
+					"--log-level: '%s' is not error, warning, info or debug",
+					optarg);
 			break;
 		case OPT_LOG_FORMAT:
 			if (!strcmp(optarg, "text"))
@@ -447,7 +493,8 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 			else if (!strcmp(optarg, "json"))
 				cfg->log_format = LOG_FORMAT_JSON;
 			else
-				return fail(msg, len, "--log-format: '%s' is not text or json", optarg);
+				return fail(msg, len, "--log-format: '%s' is not text or json",
+					    optarg);
 			break;
 		case OPT_CONTROL:
 			if (!*optarg || strlen(optarg) >= 108)
@@ -481,11 +528,13 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 	if (optind < argc)
 		return fail(msg, len, "unexpected argument '%s' (see --help)", argv[optind]);
 	if (modes + (have_listen || have_upstream) > 1)
-		return fail(msg, len, "choose one mode: --listen/--upstream, --intercept or --gateway");
+		return fail(msg, len,
+			    "choose one mode: --listen/--upstream, --intercept or --gateway");
 	if (cfg->mode == MODE_LISTEN) {
 		if (!have_listen || !have_upstream)
-			return fail(msg, len, "--listen and --upstream are both required, or use "
-					      "--intercept or --gateway (see --help)");
+			return fail(msg, len,
+				    "--listen and --upstream are both required, or use "
+				    "--intercept or --gateway (see --help)");
 		if (selecting)
 			return fail(msg, len, "selection options need --intercept or --gateway");
 		return 0;

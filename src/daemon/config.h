@@ -11,21 +11,21 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define DEFAULT_FILTER_SOCKET "/run/sluice/filter.sock"
+#define DEFAULT_FILTER_SOCKET  "/run/sluice/filter.sock"
 #define DEFAULT_CONTROL_SOCKET "/run/sluice/control.sock"
-#define DEFAULT_WINDOW (256 * 1024)
-#define MIN_WINDOW 4096
-#define MAX_WINDOW (64 * 1024 * 1024)
-#define DEFAULT_MAX_FLOWS 65536
+#define DEFAULT_WINDOW	       (256 * 1024)
+#define MIN_WINDOW	       4096
+#define MAX_WINDOW	       (64 * 1024 * 1024)
+#define DEFAULT_MAX_FLOWS      65536
 /* The loop guard: every socket sluiced opens carries this SO_MARK, and the
  * rules skip packets that carry it. "5c1ce" reads as "slice". */
-#define DEFAULT_MARK 0x5c1ce
-#define DEFAULT_DRAIN_SECONDS 5
+#define DEFAULT_MARK		0x5c1ce
+#define DEFAULT_DRAIN_SECONDS	5
 #define DEFAULT_VERDICT_TIMEOUT 30
-#define DEFAULT_MAX_FILTERS 16
-#define DEFAULT_MAX_FRAME (1024 * 1024 + 64)
-#define DEFAULT_MAX_INFLIGHT (1024 * 1024)
-#define MAX_LIST 32
+#define DEFAULT_MAX_FILTERS	16
+#define DEFAULT_MAX_FRAME	(1024 * 1024 + 64)
+#define DEFAULT_MAX_INFLIGHT	(1024 * 1024)
+#define MAX_LIST		32
 
 /* What happens to flows when their filter fails (disconnects, crashes,
  * hangs) or when no filter is there. */
@@ -82,19 +82,19 @@ struct config {
 	bool mark_set; /* failing to set the mark is an error */
 	unsigned drain_seconds;
 	enum failure_policy on_failure;
-	unsigned grace_seconds;   /* a returning filter takes its flows back */
+	unsigned grace_seconds;	  /* a returning filter takes its flows back */
 	unsigned verdict_timeout; /* seconds a filter may sit on offered bytes */
-	unsigned idle_timeout;    /* seconds without a byte either way; 0: never */
+	unsigned idle_timeout;	  /* seconds without a byte either way; 0: never */
 	uint32_t max_filters;
-	uint32_t max_frame;       /* largest frame accepted from a filter */
-	uint32_t max_inflight;    /* DATA bytes queued to one filter */
-	const char *group;        /* may use the sockets, besides root */
+	uint32_t max_frame;    /* largest frame accepted from a filter */
+	uint32_t max_inflight; /* DATA bytes queued to one filter */
+	const char *group;     /* may use the sockets, besides root */
 	const char *control_socket;
-	bool control_set;         /* given: failing to listen there is an error */
+	bool control_set; /* given: failing to listen there is an error */
 	struct sockaddr_storage metrics_addr;
-	socklen_t metrics_len;    /* 0: no metrics endpoint */
+	socklen_t metrics_len; /* 0: no metrics endpoint */
 	int log_level;
-	int log_format;           /* enum log_format */
+	int log_format; /* enum log_format */
 };
 
 /*

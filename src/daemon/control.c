@@ -585,7 +585,8 @@ static void on_accept(struct io *io, uint32_t revents)
 		int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
-			accept_failed(ctl->d->loop, io, &ctl->backoff, on_backoff, "control socket");
+			accept_failed(ctl->d->loop, io, &ctl->backoff, on_backoff,
+				      "control socket");
 			return;
 		}
 		if (!unixsock_peer_allowed(fd, &ctl->access, &cred)) {

@@ -21,8 +21,8 @@ struct daemon {
 	struct loop *loop;
 	struct flow_table *flows;
 	struct channel *channel;
-	struct control *control;         /* NULL: none (see control_open) */
-	struct metrics_server *metrics;  /* NULL: no --metrics */
+	struct control *control;	/* NULL: none (see control_open) */
+	struct metrics_server *metrics; /* NULL: no --metrics */
 	const struct backend *backend;
 	void *backend_state;
 	struct io signal_io;

@@ -10,13 +10,13 @@
 struct flow_table {
 	struct daemon *d;
 	struct flow **slots;
-	uint32_t cap;       /* slots allocated */
-	uint32_t max;       /* most live flows */
-	uint32_t count;     /* live flows */
-	uint32_t *free;     /* stack of free slot numbers below cap */
+	uint32_t cap;	/* slots allocated */
+	uint32_t max;	/* most live flows */
+	uint32_t count; /* live flows */
+	uint32_t *free; /* stack of free slot numbers below cap */
 	uint32_t nfree;
-	uint64_t next_gen;  /* 40 bits; starts at 1 so no id is 0 */
-	struct flow *dead;  /* released, freed after the batch */
+	uint64_t next_gen; /* 40 bits; starts at 1 so no id is 0 */
+	struct flow *dead; /* released, freed after the batch */
 };
 
 static void free_dead(void *arg)

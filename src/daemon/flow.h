@@ -18,13 +18,13 @@
 #include "stream.h"
 
 #define FLOW_SLOT_BITS 24
-#define FLOW_SLOT_MAX (1u << FLOW_SLOT_BITS)
+#define FLOW_SLOT_MAX  (1u << FLOW_SLOT_BITS)
 
 struct daemon;
 struct client;
 
 enum flow_side {
-	SIDE_APP = 0,    /* the accepted socket; source of OUT, sink of IN */
+	SIDE_APP = 0,	 /* the accepted socket; source of OUT, sink of IN */
 	SIDE_SERVER = 1, /* the connected socket; source of IN, sink of OUT */
 };
 
@@ -42,9 +42,9 @@ struct flow_dir {
 	 * against the window like bytes in the ring; the two never hold
 	 * bytes at the same time, so order is kept.
 	 */
-	int pipe[2];      /* -1 until first needed */
-	size_t pipe_cap;  /* the pipe's size */
-	size_t in_pipe;   /* bytes read into it, not yet written out */
+	int pipe[2];	     /* -1 until first needed */
+	size_t pipe_cap;     /* the pipe's size */
+	size_t in_pipe;	     /* bytes read into it, not yet written out */
 	uint64_t offered_ms; /* when the oldest undecided offered byte was read */
 	/* Bytes to offer again (after a peek, or to a filter taking the flow
 	 * back), sent in frames as the channel has room; an EOF to tell
@@ -61,7 +61,7 @@ struct flow_ident {
 };
 
 enum flow_state {
-	FLOW_PENDING,    /* waiting for its owner's identity or the filter's verdict */
+	FLOW_PENDING, /* waiting for its owner's identity or the filter's verdict */
 	FLOW_CONNECTING,
 	FLOW_RELAYING,
 	FLOW_DEAD, /* closed; freed after the current batch */
@@ -71,19 +71,19 @@ struct flow {
 	uint64_t id;
 	struct daemon *d;
 	enum flow_state state;
-	struct flow_sock sock[2];  /* by enum flow_side */
-	struct flow_dir dir[2];    /* by enum sluice_dir */
-	struct client *filter;     /* NULL: unfiltered */
+	struct flow_sock sock[2];		/* by enum flow_side */
+	struct flow_dir dir[2];			/* by enum sluice_dir */
+	struct client *filter;			/* NULL: unfiltered */
 	struct flow *filter_prev, *filter_next; /* the filter's flows */
-	struct flow *wait_next;    /* waiting for channel space */
-	struct orphans *orphans;   /* held for its filter to come back */
+	struct flow *wait_next;			/* waiting for channel space */
+	struct orphans *orphans;		/* held for its filter to come back */
 	bool waiting;
 	struct sockaddr_storage app_addr, dst_addr;
 	struct flow_ident ident;
-	bool admitted;             /* a filter (or none) was chosen; data may move */
-	bool awaiting_verdict;     /* the filter decides at connect time */
-	bool transparent;          /* connect from the application's address */
-	struct timer timer;        /* how long a pending flow waits */
+	bool admitted;	       /* a filter (or none) was chosen; data may move */
+	bool awaiting_verdict; /* the filter decides at connect time */
+	bool transparent;      /* connect from the application's address */
+	struct timer timer;    /* how long a pending flow waits */
 	uint64_t started_ms;
 	uint64_t active_ms; /* last byte read or written, for --idle-timeout */
 	struct flow *dead_next;
@@ -91,7 +91,8 @@ struct flow {
 
 /* "slot:generation", as logs print ids. */
 #define FLOW_ID_FMT "%u:%llu"
-#define FLOW_ID_ARGS(id) (unsigned)((id) & (FLOW_SLOT_MAX - 1)), (unsigned long long)((id) >> FLOW_SLOT_BITS)
+#define FLOW_ID_ARGS(id)                                                                           \
+	(unsigned)((id) & (FLOW_SLOT_MAX - 1)), (unsigned long long)((id) >> FLOW_SLOT_BITS)
 
 struct flow_table;
 

@@ -37,8 +37,9 @@ static int fd_limit(void)
 	struct rlimit rl;
 
 	if (!limit)
-		limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < INT_MAX ? (int)rl.rlim_cur
-										   : INT_MAX;
+		limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < INT_MAX
+				? (int)rl.rlim_cur
+				: INT_MAX;
 	return limit;
 }
 

@@ -26,7 +26,7 @@ struct listener {
 	struct daemon *d;
 	listener_fn fn;
 	struct sockaddr_storage addr; /* as bound, with the real port */
-	int last_fd; /* the last accepted descriptor: how near the limit we are */
+	int last_fd;		      /* the last accepted descriptor: how near the limit we are */
 	void *data;
 };
 

@@ -6,7 +6,7 @@
 
 #include "loop.h"
 
-#define MAX_EVENTS 128
+#define MAX_EVENTS   128
 #define MAX_DEFERRED 8
 
 struct deferred {

@@ -24,8 +24,8 @@ typedef void (*io_fn)(struct io *io, uint32_t revents);
 
 struct io {
 	int fd;
-	uint32_t events;   /* interest wanted */
-	bool registered;   /* in the epoll set */
+	uint32_t events; /* interest wanted */
+	bool registered; /* in the epoll set */
 	io_fn fn;
 };
 

@@ -81,7 +81,8 @@ static void on_signal(struct io *io, uint32_t revents)
 		d->backend->stop(d);
 	log_info("stopping on %s: no new connections; draining %u flows for up to %u s",
 		 strsignal((int)si.ssi_signo), flow_table_count(d->flows), d->cfg.drain_seconds);
-	timer_arm(d->loop, &d->drain_timer, (uint64_t)d->cfg.drain_seconds * 1000, on_drain_timeout);
+	timer_arm(d->loop, &d->drain_timer, (uint64_t)d->cfg.drain_seconds * 1000,
+		  on_drain_timeout);
 }
 
 static void on_tick(struct timer *t)

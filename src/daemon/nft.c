@@ -58,8 +58,8 @@ static void put_cidr_set(struct text *t, const char *name, const struct cidr *li
 	if (!count_family(list, n, family))
 		return;
 	/* auto-merge: overlapping ranges from the command line are one set. */
-	put(t, "\tset %s {\n\t\ttype %s\n\t\tflags interval\n\t\tauto-merge\n\t\telements = { ", name,
-	    family == AF_INET ? "ipv4_addr" : "ipv6_addr");
+	put(t, "\tset %s {\n\t\ttype %s\n\t\tflags interval\n\t\tauto-merge\n\t\telements = { ",
+	    name, family == AF_INET ? "ipv4_addr" : "ipv6_addr");
 	for (unsigned i = 0; i < n; i++) {
 		if (list[i].family != family)
 			continue;
@@ -149,7 +149,8 @@ int nft_ruleset(const struct config *cfg, uint16_t port, uint32_t tproxy_mark, c
 
 	if (cfg->mode == MODE_INTERCEPT) {
 		/* nat output: locally made connections, before routing. */
-		put(&t, "\tchain output {\n\t\ttype nat hook output priority -100; policy accept;\n");
+		put(&t,
+		    "\tchain output {\n\t\ttype nat hook output priority -100; policy accept;\n");
 		put(&t, "\t\tmeta mark 0x%x return\n", cfg->mark);
 		put_selection(&t, sel, true);
 		/* The cgroup test is positive, on the last rule: "!= return"
@@ -173,10 +174,14 @@ int nft_ruleset(const struct config *cfg, uint16_t port, uint32_t tproxy_mark, c
 		put(&t, "\t\tmeta l4proto tcp socket transparent 1 meta mark set 0x%x accept\n",
 		    tproxy_mark);
 		put_selection(&t, sel, false);
-		put(&t, "\t\tmeta l4proto @on meta l4proto tcp tproxy ip to :%u meta mark set 0x%x accept\n", port,
-		    tproxy_mark);
-		put(&t, "\t\tmeta l4proto @on meta l4proto tcp tproxy ip6 to :%u meta mark set 0x%x accept\n", port,
-		    tproxy_mark);
+		put(&t,
+		    "\t\tmeta l4proto @on meta l4proto tcp tproxy ip to :%u meta mark set 0x%x "
+		    "accept\n",
+		    port, tproxy_mark);
+		put(&t,
+		    "\t\tmeta l4proto @on meta l4proto tcp tproxy ip6 to :%u meta mark set 0x%x "
+		    "accept\n",
+		    port, tproxy_mark);
 		put(&t, "\t}\n");
 	}
 	put(&t, "}\n");

@@ -90,10 +90,10 @@ struct procinfo {
 	procinfo_fn done;
 	void *arg;
 	pid_t skip_pid;
-	unsigned denied;     /* worker: processes whose fds a scan could not read */
-	bool warned_denied;  /* worker: that was said once */
-	struct io io; /* the eventfd the worker writes after each result */
-	int nlfd;     /* used by the worker only, once it runs */
+	unsigned denied;    /* worker: processes whose fds a scan could not read */
+	bool warned_denied; /* worker: that was said once */
+	struct io io;	    /* the eventfd the worker writes after each result */
+	int nlfd;	    /* used by the worker only, once it runs */
 	pthread_t thread;
 	bool thread_started;
 	bool sync_ready;
@@ -160,7 +160,7 @@ static bool parse_socket_link(char *link, uint32_t *ret_inode)
 static int tuple_from(const struct sockaddr_storage *src, const struct sockaddr_storage *dst,
 		      struct tuple *ret)
 {
-	struct tuple t = {.family = (uint8_t)src->ss_family};
+	struct tuple t = { .family = (uint8_t)src->ss_family };
 
 	if (src->ss_family != dst->ss_family)
 		return -EAFNOSUPPORT;
@@ -226,7 +226,7 @@ static int diag_lookup(struct procinfo *p, const struct tuple *t, uint32_t *ret_
 		struct nlmsghdr nlh;
 		struct inet_diag_req_v2 req;
 	} msg;
-	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
 	union {
 		char buf[8192];
 		struct nlmsghdr align;
@@ -464,7 +464,7 @@ static void answer(struct procinfo *p, uint64_t cookie, const struct proc_ident 
 
 	pthread_mutex_lock(&p->lock);
 	i = (p->res_head + p->res_len) % PROCINFO_QUEUE_MAX;
-	p->res[i] = (struct result){cookie, *id};
+	p->res[i] = (struct result){ cookie, *id };
 	p->res_len++;
 	p->stats.lookups++;
 	p->stats.found_uid += id->has_uid;
@@ -479,7 +479,7 @@ static void answer(struct procinfo *p, uint64_t cookie, const struct proc_ident 
 
 static void resolve(struct procinfo *p, const struct request *rq)
 {
-	struct proc_ident id = {0};
+	struct proc_ident id = { 0 };
 	uint32_t inode;
 	int r;
 
@@ -500,7 +500,7 @@ static void resolve(struct procinfo *p, const struct request *rq)
 		answer(p, rq->cookie, &id, true);
 		return;
 	}
-	p->pending[p->npending++] = (struct pending){rq->cookie, inode, id};
+	p->pending[p->npending++] = (struct pending){ rq->cookie, inode, id };
 }
 
 static void scan_and_answer(struct procinfo *p)
@@ -618,7 +618,7 @@ static int sync_init(struct procinfo *p)
 
 int procinfo_new(struct loop *l, pid_t skip_pid, procinfo_fn done, void *arg, struct procinfo **ret)
 {
-	struct timeval tv = {.tv_sec = DIAG_TIMEOUT_S};
+	struct timeval tv = { .tv_sec = DIAG_TIMEOUT_S };
 	sigset_t all, old;
 	struct procinfo *p;
 	int efd, r;
@@ -706,7 +706,7 @@ void procinfo_free(struct procinfo *p)
 int procinfo_lookup(struct procinfo *p, uint64_t cookie, const struct sockaddr_storage *src,
 		    const struct sockaddr_storage *dst)
 {
-	struct request rq = {.cookie = cookie};
+	struct request rq = { .cookie = cookie };
 	int r;
 
 	r = tuple_from(src, dst, &rq.t);

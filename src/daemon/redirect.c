@@ -122,7 +122,8 @@ int redirect_start(struct daemon *d, struct redirect *r, bool transparent, uint3
 
 	r->ls[0].io.fd = r->ls[1].io.fd = -1;
 	if (!have_net_admin()) {
-		log_err("%s mode needs CAP_NET_ADMIN to install nftables rules (run as root)", mode);
+		log_err("%s mode needs CAP_NET_ADMIN to install nftables rules (run as root)",
+			mode);
 		return -EPERM;
 	}
 	if (d->cfg.sel.cgroup && resolve_cgroup(&d->cfg.sel) < 0) {
@@ -152,7 +153,8 @@ void redirect_describe(const struct config *cfg, uint16_t port)
 		for (unsigned i = 0; i < cfg->sel.nports && n < sizeof(ports) - 16; i++) {
 			const struct port_range *p = &cfg->sel.ports[i];
 
-			n += (size_t)snprintf(ports + n, sizeof(ports) - n, "%s%u", i ? "," : "", p->lo);
+			n += (size_t)snprintf(ports + n, sizeof(ports) - n, "%s%u", i ? "," : "",
+					      p->lo);
 			if (p->hi != p->lo)
 				n += (size_t)snprintf(ports + n, sizeof(ports) - n, "-%u", p->hi);
 		}

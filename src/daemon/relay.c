@@ -21,9 +21,9 @@
 
 /* Bytes read from a source in one call, and calls per wake-up: big reads
  * cost fewer syscalls; the cap keeps one busy flow from starving others. */
-#define READ_CHUNK (128 * 1024)
+#define READ_CHUNK	(128 * 1024)
 #define READS_PER_EVENT 4
-#define WRITE_IOV 16
+#define WRITE_IOV	16
 /* How long a new local flow waits for its owner's identity. */
 #define IDENT_WAIT_MS 100
 /* How long a flow waits for its filter's connect-time verdict. */
@@ -94,8 +94,8 @@ void relay_reset(struct flow *f, int err, const char *why)
 {
 	if (f->state == FLOW_DEAD)
 		return;
-	log_info("flow " FLOW_ID_FMT ": reset: %s%s%s", FLOW_ID_ARGS(f->id), why,
-		 err ? ": " : "", err ? strerror(err) : "");
+	log_info("flow " FLOW_ID_FMT ": reset: %s%s%s", FLOW_ID_ARGS(f->id), why, err ? ": " : "",
+		 err ? strerror(err) : "");
 	flow_end(f, err ? err : ECONNRESET, true);
 }
 
@@ -114,8 +114,8 @@ static bool splicing(const struct flow_dir *fd)
 {
 	const struct stream *st = &fd->st;
 
-	return fd->in_pipe || (st->auto_pass && !st->shut && st->win.in == st->win.out &&
-			       !stream_out_pending(st));
+	return fd->in_pipe ||
+	       (st->auto_pass && !st->shut && st->win.in == st->win.out && !stream_out_pending(st));
 }
 
 static int make_pipe(struct flow *f, struct flow_dir *fd)
@@ -161,8 +161,9 @@ static bool splice_read(struct flow *f, int dir)
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				break;
-			relay_reset(f, errno, dir == SLUICE_DIR_OUT ? "application side read"
-								   : "server side read");
+			relay_reset(f, errno,
+				    dir == SLUICE_DIR_OUT ? "application side read"
+							  : "server side read");
 			return false;
 		}
 		if (n == 0) {
@@ -200,8 +201,9 @@ static bool splice_write(struct flow *f, int dir)
 			}
 			if (errno == EINTR)
 				continue;
-			relay_reset(f, errno, dir == SLUICE_DIR_OUT ? "server side write"
-								   : "application side write");
+			relay_reset(f, errno,
+				    dir == SLUICE_DIR_OUT ? "server side write"
+							  : "application side write");
 			return false;
 		}
 		fd->in_pipe -= (size_t)n;
@@ -250,8 +252,9 @@ static bool relay_read(struct flow *f, int dir)
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				break;
-			relay_reset(f, errno, dir == SLUICE_DIR_OUT ? "application side read"
-								   : "server side read");
+			relay_reset(f, errno,
+				    dir == SLUICE_DIR_OUT ? "application side read"
+							  : "server side read");
 			return false;
 		}
 		if (n == 0) {
@@ -307,8 +310,9 @@ static bool relay_write(struct flow *f, int dir)
 			}
 			if (errno == EINTR)
 				continue;
-			relay_reset(f, errno, dir == SLUICE_DIR_OUT ? "server side write"
-								   : "application side write");
+			relay_reset(f, errno,
+				    dir == SLUICE_DIR_OUT ? "server side write"
+							  : "application side write");
 			return false;
 		}
 		stream_commit_write(st, (size_t)n);
@@ -549,7 +553,8 @@ static const char *ident_text(const struct flow_ident *id, char *buf, size_t len
  * that failed and the flow is gone. */
 static bool start_connect(struct flow *f)
 {
-	struct flow_origin o = { .app = f->app_addr, .dst = f->dst_addr,
+	struct flow_origin o = { .app = f->app_addr,
+				 .dst = f->dst_addr,
 				 .transparent = f->transparent };
 	char dbuf[ADDR_STRLEN];
 	int r, fd = -1;
@@ -602,8 +607,9 @@ static void admit(struct flow *f)
 	filter = channel_pick(f->d->channel, f, &none);
 	if (!filter && none && f->d->cfg.on_failure == FAIL_CLOSED) {
 		log_info("flow " FLOW_ID_FMT ": %s -> %s refused: no filter connected "
-			 "(--on-filter-failure closed)", FLOW_ID_ARGS(f->id),
-			 addr_format(&f->app_addr, abuf), addr_format(&f->dst_addr, dbuf));
+			 "(--on-filter-failure closed)",
+			 FLOW_ID_ARGS(f->id), addr_format(&f->app_addr, abuf),
+			 addr_format(&f->dst_addr, dbuf));
 		flow_end(f, ECONNREFUSED, true);
 		return;
 	}
@@ -708,7 +714,8 @@ int relay_start(struct daemon *d, int app_fd, const struct flow_origin *o)
 	/* The filter hears of the flow once its owner is known, or after a
 	 * short wait: a slow lookup leaves the identity empty rather than
 	 * stall the connection. */
-	if (o->identify && d->procinfo && procinfo_lookup(d->procinfo, f->id, &o->app, &o->dst) == 0)
+	if (o->identify && d->procinfo &&
+	    procinfo_lookup(d->procinfo, f->id, &o->app, &o->dst) == 0)
 		timer_arm(d->loop, &f->timer, IDENT_WAIT_MS, on_ident_timeout);
 	else
 		admit(f);
@@ -723,7 +730,8 @@ static void check_idle(struct flow *f, void *arg)
 	char why[64];
 
 	if (f->state == FLOW_RELAYING && now - f->active_ms >= idle) {
-		snprintf(why, sizeof(why), "idle for %u s (--idle-timeout)", f->d->cfg.idle_timeout);
+		snprintf(why, sizeof(why), "idle for %u s (--idle-timeout)",
+			 f->d->cfg.idle_timeout);
 		relay_reset(f, ETIMEDOUT, why);
 	}
 }

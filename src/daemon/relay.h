@@ -19,8 +19,8 @@ struct daemon;
 struct flow_origin {
 	struct sockaddr_storage app; /* the application's address */
 	struct sockaddr_storage dst; /* where to connect */
-	bool transparent;            /* connect from the application's own address */
-	bool identify;               /* look up the owning process (local flows) */
+	bool transparent;	     /* connect from the application's own address */
+	bool identify;		     /* look up the owning process (local flows) */
 };
 
 /*

@@ -125,8 +125,8 @@ int route_tproxy_install(uint32_t mark, uint32_t table, char *err, size_t errlen
 		if (r == -EAFNOSUPPORT && families[i] == AF_INET6)
 			r = 0;
 		if (r < 0)
-			snprintf(err, errlen, "%s route local default dev lo table %u: %s", fam, table,
-				 strerror(-r));
+			snprintf(err, errlen, "%s route local default dev lo table %u: %s", fam,
+				 table, strerror(-r));
 	}
 	mnl_socket_close(nl);
 	return r;

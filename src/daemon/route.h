@@ -15,8 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ROUTE_TABLE 0x5c1c /* 23580 */
-#define ROUTE_RULE_PRIORITY 23580 /* before the main table's 32766 */
+#define ROUTE_TABLE	    0x5c1c /* 23580 */
+#define ROUTE_RULE_PRIORITY 23580  /* before the main table's 32766 */
 
 /* Installs the rules and routes; existing ones are fine. Returns 0 or
  * -errno, naming the step that failed in err. */

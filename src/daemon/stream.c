@@ -18,9 +18,9 @@ struct stream_seg {
 	struct stream_seg *next;
 	enum seg_kind kind;
 	size_t len;
-	size_t skip;  /* SEG_RING: source bytes to release after this run */
-	size_t done;  /* SEG_OWNED: bytes already written */
-	size_t cap;   /* SEG_OWNED: bytes allocated in data */
+	size_t skip; /* SEG_RING: source bytes to release after this run */
+	size_t done; /* SEG_OWNED: bytes already written */
+	size_t cap;  /* SEG_OWNED: bytes allocated in data */
 	uint8_t *data;
 };
 
@@ -320,8 +320,8 @@ void stream_commit_read(struct stream *s, size_t n)
 		pass_source(s, s->win.in - s->decided);
 }
 
-int stream_verdict(struct stream *s, uint8_t op, uint64_t from, uint64_t to,
-		   const uint8_t *bytes, size_t len)
+int stream_verdict(struct stream *s, uint8_t op, uint64_t from, uint64_t to, const uint8_t *bytes,
+		   size_t len)
 {
 	int r;
 

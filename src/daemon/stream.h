@@ -42,14 +42,14 @@ struct stream {
 	uint8_t *ring; /* allocated on first read, `win.limit` bytes */
 	uint64_t decided;
 	uint64_t peek_to;
-	bool peek_armed; /* re-offer [decided, peek_to) once it is all read */
+	bool peek_armed;  /* re-offer [decided, peek_to) once it is all read */
 	uint64_t written; /* bytes written to the sink (output offsets) */
 	struct stream_seg *head, *tail;
 	struct stream_seg *last_ring; /* the last passed run in the queue */
 	unsigned nsegs;
 	bool auto_pass; /* no filter, or pass_rest: decide on read */
-	bool src_eof;   /* the source sent FIN */
-	bool shut;      /* FIN requested after what is decided */
+	bool src_eof;	/* the source sent FIN */
+	bool shut;	/* FIN requested after what is decided */
 	bool fin_sent;
 };
 
@@ -91,8 +91,8 @@ static inline uint64_t stream_undecided(const struct stream *s)
  *   -ENOMEM  (the flow cannot go on; part of a replace may have been applied).
  * Except for -ENOMEM, nothing changes on failure. RESET is not handled here (it is per flow).
  */
-int stream_verdict(struct stream *s, uint8_t op, uint64_t from, uint64_t to,
-		   const uint8_t *bytes, size_t len);
+int stream_verdict(struct stream *s, uint8_t op, uint64_t from, uint64_t to, const uint8_t *bytes,
+		   size_t len);
 
 /*
  * Decides every byte read so far as passed, and every byte read from now on

@@ -1053,9 +1053,9 @@ static void test_shm_rules(void **state)
 	frame_put_data_prefix(buf, 9, SLUICE_DIR_IN, 0, 0);
 	buf[4] = SLUICE_FRAME_EOF;
 	frame_set_flags(buf, SLUICE_DATA_F_SHM);
-	assert_int_equal(frame_decode(buf, FRAME_DATA_PREFIX, SLUICE_FRAME_DEFAULT_MAX, &f, &size,
-				      NULL),
-			 -EBADMSG);
+	assert_int_equal(
+		frame_decode(buf, FRAME_DATA_PREFIX, SLUICE_FRAME_DEFAULT_MAX, &f, &size, NULL),
+		-EBADMSG);
 
 	/* VERDICT: only replace and inject, only with a 16-byte reference. */
 	for (uint8_t op = 1; op <= SLUICE_VERDICT_OP_MAX; op++) {
@@ -1077,7 +1077,14 @@ static void test_shm_rules(void **state)
 	/* SHM: ring sizes are pages, at least one. */
 	{
 		static const uint32_t sizes[][2] = {
-			{ 4096, 4096, }, { 0, 4096 }, { 4096, 0 }, { 4097, 4096 }, { 4096, 6000 },
+			{
+				4096,
+				4096,
+			},
+			{ 0, 4096 },
+			{ 4096, 0 },
+			{ 4097, 4096 },
+			{ 4096, 6000 },
 		};
 
 		for (size_t i = 0; i < ARRAY_SIZE(sizes); i++) {
@@ -1096,9 +1103,9 @@ static void test_shm_rules(void **state)
 /* Names for every known type and operation, "unknown" for the rest. */
 static void test_names(void **state)
 {
-	static const char *const types[] = { NULL,    "HELLO",	  "OPEN",    "DATA",
-					     "EOF",   "CLOSE",	  "VERDICT", "OPEN_VERDICT",
-					     "ERROR", "SUBSCRIBE", "SHM", "RELEASE" };
+	static const char *const types[] = { NULL,    "HELLO",	   "OPEN",    "DATA",
+					     "EOF",   "CLOSE",	   "VERDICT", "OPEN_VERDICT",
+					     "ERROR", "SUBSCRIBE", "SHM",     "RELEASE" };
 	static const char *const ops[] = { NULL,   "pass",	"peek",	    "replace", "inject",
 					   "drop", "pass_rest", "shutdown", "reset" };
 

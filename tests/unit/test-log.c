@@ -73,7 +73,8 @@ static void test_json_shape(void **state)
 	capture(LOG_FORMAT_JSON, LOG_ERR, "filter 1: gone");
 	/* {"time":"2024-05-01T12:34:56.789Z","level":"error","msg":"filter 1: gone"} */
 	assert_memory_equal(out, "{\"time\":\"", 9);
-	assert_int_equal(strlen(out), 9 + 24 + strlen("\",\"level\":\"error\",\"msg\":\"filter 1: gone\"}\n"));
+	assert_int_equal(strlen(out),
+			 9 + 24 + strlen("\",\"level\":\"error\",\"msg\":\"filter 1: gone\"}\n"));
 	assert_true(out[9 + 4] == '-' && out[9 + 10] == 'T' && out[9 + 19] == '.' &&
 		    out[9 + 23] == 'Z');
 	assert_string_equal(out + 9 + 24, "\",\"level\":\"error\",\"msg\":\"filter 1: gone\"}\n");
@@ -92,8 +93,10 @@ static void test_json_escapes(void **state)
 		const char *in, *out;
 	} cases[] = {
 		{ "say \"hi\" \\ bye", "say \\\"hi\\\" \\\\ bye" },
-		{ "two\nlines\tand\ra\x01\x1f\x7f", "two\\nlines\\tand\\u000da\\u0001\\u001f\\u007f" },
-		{ "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80" },
+		{ "two\nlines\tand\ra\x01\x1f\x7f",
+		  "two\\nlines\\tand\\u000da\\u0001\\u001f\\u007f" },
+		{ "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+		  "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80" },
 		/* a lone continuation byte, a truncated sequence, an overlong
 		 * '/', a surrogate, a code point above U+10FFFF, 0xff */
 		{ "a\x80z", "a\\ufffdz" },
@@ -141,10 +144,8 @@ static void test_level_filter(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_text),
-		cmocka_unit_test(test_json_shape),
-		cmocka_unit_test(test_json_escapes),
-		cmocka_unit_test(test_long),
+		cmocka_unit_test(test_text),	     cmocka_unit_test(test_json_shape),
+		cmocka_unit_test(test_json_escapes), cmocka_unit_test(test_long),
 		cmocka_unit_test(test_level_filter),
 	};
 

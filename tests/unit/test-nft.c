@@ -127,11 +127,12 @@ static void assert_ends_with(const char *text, const char *end)
 /* The preamble every ruleset starts with, whatever the mode. */
 static void assert_preamble(const char *text)
 {
-	static const char start[] = "add table inet sluice\n"
-				    "delete table inet sluice\n"
-				    "table inet sluice {\n"
-				    "\tflags owner\n"
-				    "\tset on {\n\t\ttype inet_proto\n\t\telements = { tcp }\n\t}\n";
+	static const char start[] =
+		"add table inet sluice\n"
+		"delete table inet sluice\n"
+		"table inet sluice {\n"
+		"\tflags owner\n"
+		"\tset on {\n\t\ttype inet_proto\n\t\telements = { tcp }\n\t}\n";
 
 	if (strncmp(text, start, strlen(start)))
 		fail_msg("preamble wrong:\n%s", text);
@@ -169,9 +170,10 @@ static void test_intercept_all_loopback(void **state)
 	make_config(&a, &cfg, ARGV("--intercept", "all", "--intercept-loopback", "--mark", "0x10"));
 	text = ruleset(&cfg, 1, 0);
 	assert_preamble(text);
-	assert_in_order(text, ARGV("policy accept;\n\t\tmeta mark 0x10 return\n"
-				   "\t\tmeta l4proto != tcp return\n"
-				   "\t\tmeta l4proto @on meta l4proto tcp redirect to :1\n\t}\n}\n"));
+	assert_in_order(text,
+			ARGV("policy accept;\n\t\tmeta mark 0x10 return\n"
+			     "\t\tmeta l4proto != tcp return\n"
+			     "\t\tmeta l4proto @on meta l4proto tcp redirect to :1\n\t}\n}\n"));
 	assert_ends_with(text, "redirect to :1\n\t}\n}\n");
 	assert_absent(text, ARGV("set ports", "@ports", "127.0.0.0/8", "::1", "0x5c1ce"));
 }
@@ -290,8 +292,10 @@ static void test_gateway(void **state)
 			     "\t\ttcp dport != @ports return\n", "\t\tip daddr != @dest4 return\n",
 			     "\t\tmeta nfproto ipv6 return\n"));
 	assert_ends_with(text, "\t\tmeta nfproto ipv6 return\n"
-			       "\t\tmeta l4proto @on meta l4proto tcp tproxy ip to :9000 meta mark set 0x1 accept\n"
-			       "\t\tmeta l4proto @on meta l4proto tcp tproxy ip6 to :9000 meta mark set 0x1 accept\n"
+			       "\t\tmeta l4proto @on meta l4proto tcp tproxy ip to :9000 meta mark "
+			       "set 0x1 accept\n"
+			       "\t\tmeta l4proto @on meta l4proto tcp tproxy ip6 to :9000 meta "
+			       "mark set 0x1 accept\n"
 			       "\t}\n}\n");
 	assert_absent(text, ARGV("127.0.0.0/8", "::1", "redirect", "chain output",
 				 "meta mark 0x5c1ce return", "cgroupv2"));
@@ -301,7 +305,8 @@ static void test_gateway(void **state)
 	text = ruleset(&cfg, 9000, 0x5c1cf);
 	assert_in_order(text, ARGV("socket transparent 1 meta mark set 0x5c1cf accept\n"
 				   "\t\tmeta l4proto != tcp return\n"
-				   "\t\tmeta l4proto @on meta l4proto tcp tproxy ip to :9000 meta mark set 0x5c1cf "
+				   "\t\tmeta l4proto @on meta l4proto tcp tproxy ip to :9000 meta "
+				   "mark set 0x5c1cf "
 				   "accept\n"));
 	assert_absent(text, ARGV("@ports", "set ports", "127.0.0.0/8", "0x77"));
 }

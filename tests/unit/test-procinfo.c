@@ -66,7 +66,7 @@ static void on_ident(uint64_t cookie, const struct proc_ident *id, void *arg)
 	struct ctx *c = arg;
 
 	assert_true(c->ngot < MAX_RESULTS + 1);
-	c->got[c->ngot++] = (struct got){cookie, *id, mono_us()};
+	c->got[c->ngot++] = (struct got){ cookie, *id, mono_us() };
 	if (c->on_result)
 		c->on_result(c);
 }
@@ -297,7 +297,7 @@ static void test_child(void **state)
 			pause();
 	}
 	close(pipefd[1]);
-	pfd = (struct pollfd){.fd = pipefd[0], .events = POLLIN};
+	pfd = (struct pollfd){ .fd = pipefd[0], .events = POLLIN };
 	assert_int_equal(poll(&pfd, 1, DEADLINE_MS), 1);
 	assert_int_equal(read(pipefd[0], &client, sizeof(client)), sizeof(client));
 	close(pipefd[0]);
@@ -461,7 +461,7 @@ static void test_burst_cache(void **state)
 {
 	struct sockaddr_storage client[BURST];
 	struct procinfo_stats st;
-	struct burst b = {.late_fd = -1};
+	struct burst b = { .late_fd = -1 };
 	int lfd, cfd[BURST];
 	uint64_t start;
 	struct ctx c;

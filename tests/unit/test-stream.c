@@ -228,17 +228,17 @@ static void test_replace(void **state)
 		const char *with, *want;
 	} cases[] = {
 		/* Growing, with the gap [0, 4) passed implicitly. */
-		{0, 4, 6, "/index.html", "GET /index.html HTTP/1.0"},
+		{ 0, 4, 6, "/index.html", "GET /index.html HTTP/1.0" },
 		/* Shrinking, after an explicit pass up to `from`. */
-		{4, 4, 6, "/", "GET / HTTP/1.0"},
+		{ 4, 4, 6, "/", "GET / HTTP/1.0" },
 		/* To empty: the same as a drop. */
-		{4, 4, 6, "", "GET  HTTP/1.0"},
+		{ 4, 4, 6, "", "GET  HTTP/1.0" },
 		/* An empty range: an insertion at `from`. */
-		{0, 6, 6, "?q", "GET /a?q HTTP/1.0"},
+		{ 0, 6, 6, "?q", "GET /a?q HTTP/1.0" },
 		/* Everything, and from the very start. */
-		{0, 0, 15, "x", "x"},
+		{ 0, 0, 15, "x", "x" },
 		/* Nothing passed but the gap; the tail after `to` by a later pass. */
-		{2, 14, 15, "1", "GET /a HTTP/1.1"},
+		{ 2, 14, 15, "1", "GET /a HTTP/1.1" },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
@@ -261,7 +261,7 @@ static void test_replace(void **state)
 /* Several replacements in a row, written in one go and byte by byte. */
 static void test_replace_many(void **state)
 {
-	static const size_t steps[] = {1, 2, 3, 7, SIZE_MAX};
+	static const size_t steps[] = { 1, 2, 3, 7, SIZE_MAX };
 
 	for (size_t i = 0; i < ARRAY_SIZE(steps); i++) {
 		struct stream *s = *state;
@@ -364,22 +364,22 @@ static void test_bad_offsets(void **state)
 		uint8_t op;
 		uint64_t from, to;
 	} cases[] = {
-		{SLUICE_VERDICT_PASS, 0, 3},
-		{SLUICE_VERDICT_PASS, 0, 0},
-		{SLUICE_VERDICT_PASS, 0, 11},
-		{SLUICE_VERDICT_PASS, 0, UINT64_MAX},
-		{SLUICE_VERDICT_PASS, 0, 4 + (1ull << 63)},
-		{SLUICE_VERDICT_DROP, 0, 3},
-		{SLUICE_VERDICT_DROP, 0, 11},
-		{SLUICE_VERDICT_DROP, 0, UINT64_MAX},
-		{SLUICE_VERDICT_REPLACE, 3, 5}, /* from backwards */
-		{SLUICE_VERDICT_REPLACE, 3, 3},
-		{SLUICE_VERDICT_REPLACE, 5, 11},  /* to beyond */
-		{SLUICE_VERDICT_REPLACE, 11, 11}, /* both beyond */
-		{SLUICE_VERDICT_REPLACE, 6, 5},	  /* reversed */
-		{SLUICE_VERDICT_REPLACE, 10, 4},
-		{SLUICE_VERDICT_REPLACE, UINT64_MAX, 5},
-		{SLUICE_VERDICT_PEEK, 0, 3},
+		{ SLUICE_VERDICT_PASS, 0, 3 },
+		{ SLUICE_VERDICT_PASS, 0, 0 },
+		{ SLUICE_VERDICT_PASS, 0, 11 },
+		{ SLUICE_VERDICT_PASS, 0, UINT64_MAX },
+		{ SLUICE_VERDICT_PASS, 0, 4 + (1ull << 63) },
+		{ SLUICE_VERDICT_DROP, 0, 3 },
+		{ SLUICE_VERDICT_DROP, 0, 11 },
+		{ SLUICE_VERDICT_DROP, 0, UINT64_MAX },
+		{ SLUICE_VERDICT_REPLACE, 3, 5 }, /* from backwards */
+		{ SLUICE_VERDICT_REPLACE, 3, 3 },
+		{ SLUICE_VERDICT_REPLACE, 5, 11 },  /* to beyond */
+		{ SLUICE_VERDICT_REPLACE, 11, 11 }, /* both beyond */
+		{ SLUICE_VERDICT_REPLACE, 6, 5 },   /* reversed */
+		{ SLUICE_VERDICT_REPLACE, 10, 4 },
+		{ SLUICE_VERDICT_REPLACE, UINT64_MAX, 5 },
+		{ SLUICE_VERDICT_PEEK, 0, 3 },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
@@ -406,7 +406,7 @@ static void test_bad_offsets(void **state)
 /* Operations that are not stream verdicts are -EINVAL and change nothing. */
 static void test_bad_ops(void **state)
 {
-	static const uint8_t ops[] = {0, SLUICE_VERDICT_RESET, SLUICE_VERDICT_OP_MAX + 1, 255};
+	static const uint8_t ops[] = { 0, SLUICE_VERDICT_RESET, SLUICE_VERDICT_OP_MAX + 1, 255 };
 	struct stream *s = *state;
 
 	stream_init(s, 32);
@@ -426,10 +426,10 @@ static void test_bad_ops(void **state)
 /* Every verdict operation, for checking that none is taken any more. */
 static void assert_verdicts_refused(struct stream *s, int err)
 {
-	static const uint8_t ops[] = {SLUICE_VERDICT_PASS,    SLUICE_VERDICT_PEEK,
-				      SLUICE_VERDICT_REPLACE, SLUICE_VERDICT_INJECT,
-				      SLUICE_VERDICT_DROP,    SLUICE_VERDICT_PASS_REST,
-				      SLUICE_VERDICT_SHUTDOWN};
+	static const uint8_t ops[] = { SLUICE_VERDICT_PASS,    SLUICE_VERDICT_PEEK,
+				       SLUICE_VERDICT_REPLACE, SLUICE_VERDICT_INJECT,
+				       SLUICE_VERDICT_DROP,    SLUICE_VERDICT_PASS_REST,
+				       SLUICE_VERDICT_SHUTDOWN };
 
 	for (size_t i = 0; i < ARRAY_SIZE(ops); i++) {
 		struct stream before;
@@ -718,7 +718,7 @@ struct run_stats {
 static void random_run(struct stream *s, uint32_t window, size_t max_read, size_t max_write,
 		       size_t max_bytes, int rounds, uint64_t seed, struct run_stats *st)
 {
-	struct model m = {0};
+	struct model m = { 0 };
 	uint8_t *bytes = malloc(max_bytes);
 	uint64_t src = 0;
 
@@ -924,7 +924,7 @@ static void feed_source(struct stream *s, size_t n)
 static void test_copy_beside_supplied(void **state)
 {
 	struct stream *s = *state;
-	struct model m = {0};
+	struct model m = { 0 };
 
 	stream_init(s, 65536);
 	feed_source(s, 65536);
@@ -979,7 +979,7 @@ static unsigned rewrite_window(struct stream *s, const struct matches *c)
 {
 	static const uint8_t with[] = "0123456789";
 	const size_t w = 65536;
-	struct model m = {0};
+	struct model m = { 0 };
 	unsigned max_segs = 0;
 
 	stream_init(s, w);
@@ -1034,12 +1034,12 @@ static unsigned rewrite_window(struct stream *s, const struct matches *c)
 static void test_segments_bounded_rewrites(void **state)
 {
 	static const struct matches cases[] = {
-		{"pass 1 byte at a time", M_PASS, 1, 0, 0},
-		{"replace 1 byte of 8 by 2", M_REPLACE, 8, 1, 2},
-		{"replace 3 bytes of 5 by 1", M_REPLACE, 5, 3, 1},
-		{"replace every byte by 1", M_REPLACE, 1, 1, 1},
-		{"inject 1 byte every 4", M_INJECT, 4, 0, 1},
-		{"insert 2 bytes every 3 by replace", M_REPLACE, 3, 0, 2},
+		{ "pass 1 byte at a time", M_PASS, 1, 0, 0 },
+		{ "replace 1 byte of 8 by 2", M_REPLACE, 8, 1, 2 },
+		{ "replace 3 bytes of 5 by 1", M_REPLACE, 5, 3, 1 },
+		{ "replace every byte by 1", M_REPLACE, 1, 1, 1 },
+		{ "inject 1 byte every 4", M_INJECT, 4, 0, 1 },
+		{ "insert 2 bytes every 3 by replace", M_REPLACE, 3, 0, 2 },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
@@ -1062,10 +1062,10 @@ static void test_segments_bounded_rewrites(void **state)
 static void test_segments_bounded_removals(void **state)
 {
 	static const struct matches cases[] = {
-		{"drop 1 byte of 8", M_DROP, 8, 1, 0},
-		{"drop every other byte", M_DROP, 2, 1, 0},
-		{"replace 1 byte of 8 by nothing", M_REPLACE, 8, 1, 0},
-		{"replace 2 bytes of 16 by nothing", M_REPLACE, 16, 2, 0},
+		{ "drop 1 byte of 8", M_DROP, 8, 1, 0 },
+		{ "drop every other byte", M_DROP, 2, 1, 0 },
+		{ "replace 1 byte of 8 by nothing", M_REPLACE, 8, 1, 0 },
+		{ "replace 2 bytes of 16 by nothing", M_REPLACE, 16, 2, 0 },
 	};
 	char msg[1024] = "";
 	size_t off = 0;

@@ -35,22 +35,22 @@ static void test_off_before(void **state)
 		uint64_t a, b;
 		bool before, before_eq;
 	} cases[] = {
-		{0, 0, false, true},
-		{0, 1, true, true},
-		{1, 0, false, false},
-		{41, 42, true, true},
-		{UINT64_MAX, UINT64_MAX, false, true},
-		{UINT64_MAX, 0, true, true},
-		{0, UINT64_MAX, false, false},
-		{UINT64_MAX - 10, 5, true, true},
-		{5, UINT64_MAX - 10, false, false},
-		{UINT64_MAX - 1, UINT64_MAX, true, true},
-		{UINT64_MAX, UINT64_MAX - 1, false, false},
-		{(uint64_t)INT64_MAX, (uint64_t)INT64_MAX + 1, true, true},
-		{(uint64_t)INT64_MAX + 1, (uint64_t)INT64_MAX, false, false},
+		{ 0, 0, false, true },
+		{ 0, 1, true, true },
+		{ 1, 0, false, false },
+		{ 41, 42, true, true },
+		{ UINT64_MAX, UINT64_MAX, false, true },
+		{ UINT64_MAX, 0, true, true },
+		{ 0, UINT64_MAX, false, false },
+		{ UINT64_MAX - 10, 5, true, true },
+		{ 5, UINT64_MAX - 10, false, false },
+		{ UINT64_MAX - 1, UINT64_MAX, true, true },
+		{ UINT64_MAX, UINT64_MAX - 1, false, false },
+		{ (uint64_t)INT64_MAX, (uint64_t)INT64_MAX + 1, true, true },
+		{ (uint64_t)INT64_MAX + 1, (uint64_t)INT64_MAX, false, false },
 		/* The largest distance that still orders correctly. */
-		{0, (uint64_t)INT64_MAX, true, true},
-		{(uint64_t)INT64_MAX, 0, false, false},
+		{ 0, (uint64_t)INT64_MAX, true, true },
+		{ (uint64_t)INT64_MAX, 0, false, false },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
@@ -66,20 +66,20 @@ static void test_off_within(void **state)
 		uint64_t x, lo, hi;
 		bool within;
 	} cases[] = {
-		{5, 5, 5, true},
-		{4, 5, 5, false},
-		{6, 5, 5, false},
-		{0, 0, 10, true},
-		{10, 0, 10, true},
-		{11, 0, 10, false},
-		{UINT64_MAX, 0, 10, false},
+		{ 5, 5, 5, true },
+		{ 4, 5, 5, false },
+		{ 6, 5, 5, false },
+		{ 0, 0, 10, true },
+		{ 10, 0, 10, true },
+		{ 11, 0, 10, false },
+		{ UINT64_MAX, 0, 10, false },
 		/* A range that wraps: [UINT64_MAX - 1, 1]. */
-		{UINT64_MAX - 1, UINT64_MAX - 1, 1, true},
-		{UINT64_MAX, UINT64_MAX - 1, 1, true},
-		{0, UINT64_MAX - 1, 1, true},
-		{1, UINT64_MAX - 1, 1, true},
-		{2, UINT64_MAX - 1, 1, false},
-		{UINT64_MAX - 2, UINT64_MAX - 1, 1, false},
+		{ UINT64_MAX - 1, UINT64_MAX - 1, 1, true },
+		{ UINT64_MAX, UINT64_MAX - 1, 1, true },
+		{ 0, UINT64_MAX - 1, 1, true },
+		{ 1, UINT64_MAX - 1, 1, true },
+		{ 2, UINT64_MAX - 1, 1, false },
+		{ UINT64_MAX - 2, UINT64_MAX - 1, 1, false },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
@@ -229,7 +229,7 @@ static void test_extra(void **state)
  */
 static void test_wrap(void **state)
 {
-	static const uint64_t starts[] = {0, UINT64_MAX - 3, UINT64_MAX, (uint64_t)INT64_MAX - 1};
+	static const uint64_t starts[] = { 0, UINT64_MAX - 3, UINT64_MAX, (uint64_t)INT64_MAX - 1 };
 
 	for (size_t i = 0; i < ARRAY_SIZE(starts); i++) {
 		struct window w, before;
