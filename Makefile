@@ -50,7 +50,7 @@ demo: build
 	@scripts/demo.sh $(BUILD)
 
 bench: build
-	@bench/throughput.sh $(BUILD)
+	@bench/bench.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(INSTALL_BUILD)

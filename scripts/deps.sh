@@ -7,7 +7,7 @@ set -eu
 PACKAGES="
 	meson ninja-build pkg-config gcc clang
 	libcmocka-dev libnftables-dev libmnl-dev
-	curl nginx-light socat haproxy iperf3 openssl
+	curl nginx-light socat haproxy iperf3 openssl valgrind
 	python3 iproute2 procps psmisc nftables vsftpd util-linux tmux
 	scdoc man-db
 "
