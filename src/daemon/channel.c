@@ -66,6 +66,7 @@ struct client {
 	 * through rev; see shmring.h. */
 	bool shm;
 	bool rev_consumed; /* rev.tail moved: tell the filter */
+	uint64_t rev_told; /* rev.tail as last told */
 	struct shm_ring fwd, rev;
 	uint64_t last_closed_id;  /* the last flow it was told is closed, */
 	uint8_t last_closed_type; /* about a frame of this type */
@@ -844,12 +845,25 @@ static void client_read(struct client *c)
 		return;
 	memmove(c->in, c->in + pos, c->in_len - pos);
 	c->in_len -= pos;
-	if (c->rev_consumed) {
-		struct frame rel = { .type = SLUICE_FRAME_RELEASE, .release.pos = c->rev.tail };
+}
 
-		send_frame(c, &rel);
-		c->rev_consumed = false;
-	}
+/*
+ * Tells the filter how far we took replacement bytes from its ring. Not on
+ * its own for every verdict, which would wake the filter once more per
+ * chunk: with other frames going out anyway, or once a quarter of the ring
+ * waits to be freed. A filter short of ring space meanwhile sends its bytes
+ * inline, so nothing waits on this.
+ */
+static void release_rev(struct client *c)
+{
+	struct frame rel = { .type = SLUICE_FRAME_RELEASE, .release.pos = c->rev.tail };
+
+	if (!c->rev_consumed ||
+	    (!out_pending(&c->out) && c->rev.tail - c->rev_told < c->rev.size / 4))
+		return;
+	send_frame(c, &rel);
+	c->rev_consumed = false;
+	c->rev_told = c->rev.tail;
 }
 
 static void on_client(struct io *io, uint32_t revents)
@@ -1163,6 +1177,8 @@ static void after_batch(void *arg)
 
 	for (c = ch->clients; c; c = next) {
 		next = c->next;
+		if (!c->dead)
+			release_rev(c);
 		if (out_pending(&c->out) && !(c->io.events & EPOLLOUT))
 			client_flush(c);
 	}

@@ -24,6 +24,8 @@
 #define READ_CHUNK	(128 * 1024)
 #define READS_PER_EVENT 4
 #define WRITE_IOV	16
+/* Bytes a direction moves by copying before it is worth a pipe. */
+#define SPLICE_AFTER (64 * 1024)
 /* How long a new local flow waits for its owner's identity. */
 #define IDENT_WAIT_MS 100
 /* How long a flow waits for its filter's connect-time verdict. */
@@ -114,8 +116,10 @@ static bool splicing(const struct flow_dir *fd)
 {
 	const struct stream *st = &fd->st;
 
-	return fd->in_pipe ||
-	       (st->auto_pass && !st->shut && st->win.in == st->win.out && !stream_out_pending(st));
+	/* A pipe costs two descriptors and two system calls to make: worth
+	 * it for a direction that moves volume, not for a short exchange. */
+	return fd->in_pipe || (st->auto_pass && !st->shut && st->win.in >= SPLICE_AFTER &&
+			       st->win.in == st->win.out && !stream_out_pending(st));
 }
 
 static int make_pipe(struct flow *f, struct flow_dir *fd)
