@@ -38,6 +38,7 @@
  * owner cannot be found costs at most one scan per interval.
  */
 #define SCAN_INTERVAL_US 20000
+#define RECENT_OWNERS 16
 
 /* Owners remembered from the last scan; the table has twice the slots. */
 #define CACHE_MAX   4096
@@ -116,6 +117,11 @@ struct procinfo {
 	struct pending pending[PROCINFO_QUEUE_MAX];
 	unsigned cache_len;
 	struct owner *cache; /* CACHE_SLOTS */
+	/* The processes that owned the last sockets found: a program that
+	 * opens one connection usually opens more, and looking at its own
+	 * descriptors first answers at once, without waiting for a scan. */
+	uint32_t recent[RECENT_OWNERS];
+	unsigned nrecent;
 };
 
 static uint64_t now_us(void)
@@ -477,6 +483,37 @@ static void answer(struct procinfo *p, uint64_t cookie, const struct proc_ident 
 		log_debug("procinfo: eventfd write: %s", strerror(errno));
 }
 
+static void remember_owner(struct procinfo *p, uint32_t pid)
+{
+	unsigned i;
+
+	for (i = 0; i < p->nrecent && p->recent[i] != pid; i++)
+		;
+	if (i == p->nrecent && p->nrecent < RECENT_OWNERS)
+		p->nrecent++;
+	if (i == RECENT_OWNERS)
+		i = RECENT_OWNERS - 1;
+	/* Most recent first. */
+	memmove(p->recent + 1, p->recent, i * sizeof(p->recent[0]));
+	p->recent[0] = pid;
+}
+
+/* Looks at the recent owners' descriptors only. */
+static bool owner_from_recent(struct procinfo *p, uint32_t inode, struct proc_ident *id)
+{
+	int procfd;
+
+	if (!p->nrecent)
+		return false;
+	procfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (procfd < 0)
+		return false;
+	for (unsigned i = 0; i < p->nrecent; i++)
+		scan_fds(p, procfd, p->recent[i]);
+	close(procfd);
+	return owner_from_cache(p, inode, id);
+}
+
 static void resolve(struct procinfo *p, const struct request *rq)
 {
 	struct proc_ident id = { 0 };
@@ -496,7 +533,8 @@ static void resolve(struct procinfo *p, const struct request *rq)
 		answer(p, rq->cookie, &id, false);
 		return;
 	}
-	if (owner_from_cache(p, inode, &id)) {
+	if (owner_from_cache(p, inode, &id) || owner_from_recent(p, inode, &id)) {
+		remember_owner(p, id.pid);
 		answer(p, rq->cookie, &id, true);
 		return;
 	}
@@ -520,7 +558,8 @@ static void scan_and_answer(struct procinfo *p)
 	for (unsigned i = 0; i < p->npending; i++) {
 		struct pending *pd = &p->pending[i];
 
-		owner_from_cache(p, pd->inode, &pd->id);
+		if (owner_from_cache(p, pd->inode, &pd->id))
+			remember_owner(p, pd->id.pid);
 		answer(p, pd->cookie, &pd->id, false);
 	}
 	p->npending = 0;
