@@ -250,11 +250,15 @@ int nft_rules_install(const struct config *cfg, uint16_t port, uint32_t tproxy_m
 	if (nft_run_cmd_from_buffer(r->ctx, text) != 0) {
 		const char *msg = nft_ctx_get_error_buffer(r->ctx);
 
+		/* With CAP_NET_ADMIN (checked before), "not permitted" can only
+		 * mean the table is owned by another live process. */
+		int e = msg && strstr(msg, "Operation not permitted") ? -EPERM : -EINVAL;
+
 		first_line(msg && *msg ? msg : "nftables refused the ruleset", err, errlen);
 		nft_ctx_free(r->ctx);
 		free(r);
 		free(text);
-		return -EPERM;
+		return e;
 	}
 	free(text);
 	*ret_rules = r;

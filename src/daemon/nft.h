@@ -32,8 +32,10 @@ int nft_ruleset(const struct config *cfg, uint16_t port, uint32_t tproxy_mark, c
 		size_t len);
 
 /*
- * Installs the ruleset. On failure returns -errno and puts nftables' own
- * message, first line only, in err.
+ * Installs the ruleset. On failure returns -EPERM when the table is owned by
+ * another live process (another sluiced), -EINVAL when nftables refused the
+ * rules, or -ENOMEM, and puts nftables' own message, first line only, in
+ * err.
  */
 int nft_rules_install(const struct config *cfg, uint16_t port, uint32_t tproxy_mark,
 		      struct nft_rules **ret_rules, char *err, size_t errlen);

@@ -137,6 +137,11 @@ int redirect_start(struct daemon *d, struct redirect *r, bool transparent, uint3
 		return e;
 	}
 	e = nft_rules_install(&d->cfg, r->port, tproxy_mark, &r->rules, err, sizeof(err));
+	if (e == -EPERM) {
+		log_err("%s: table inet " NFT_TABLE " belongs to another running sluiced (it has the "
+			"owner flag); stop that one first", mode);
+		return e;
+	}
 	if (e < 0) {
 		log_err("%s: installing nftables table inet " NFT_TABLE ": %s", mode, err);
 		return e;
