@@ -38,7 +38,7 @@
  * owner cannot be found costs at most one scan per interval.
  */
 #define SCAN_INTERVAL_US 20000
-#define RECENT_OWNERS 16
+#define RECENT_OWNERS	 16
 
 /* Owners remembered from the last scan; the table has twice the slots. */
 #define CACHE_MAX   4096

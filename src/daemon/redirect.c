@@ -138,8 +138,10 @@ int redirect_start(struct daemon *d, struct redirect *r, bool transparent, uint3
 	}
 	e = nft_rules_install(&d->cfg, r->port, tproxy_mark, &r->rules, err, sizeof(err));
 	if (e == -EPERM) {
-		log_err("%s: table inet " NFT_TABLE " belongs to another running sluiced (it has the "
-			"owner flag); stop that one first", mode);
+		log_err("%s: table inet " NFT_TABLE
+			" belongs to another running sluiced (it has the "
+			"owner flag); stop that one first",
+			mode);
 		return e;
 	}
 	if (e < 0) {

@@ -188,6 +188,23 @@ static bool splice_read(struct flow *f, int dir)
 	return true;
 }
 
+/*
+ * After a write to dir's sink failed (errno): 1 to try again (a signal), 0
+ * when the sink is full (wait for EPOLLOUT), -1 after resetting the flow.
+ */
+static int sink_write_failed(struct flow *f, int dir)
+{
+	if (errno == EINTR)
+		return 1;
+	if (errno == EAGAIN) {
+		f->sock[sink_side(dir)].write_blocked = true;
+		return 0;
+	}
+	relay_reset(f, errno,
+		    dir == SLUICE_DIR_OUT ? "server side write" : "application side write");
+	return -1;
+}
+
 /* Pipe to sink. Returns false when the flow was reset. */
 static bool splice_write(struct flow *f, int dir)
 {
@@ -199,15 +216,12 @@ static bool splice_write(struct flow *f, int dir)
 				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 
 		if (n < 0) {
-			if (errno == EAGAIN) {
-				sink->write_blocked = true;
-				break;
-			}
-			if (errno == EINTR)
+			int r = sink_write_failed(f, dir);
+
+			if (r > 0)
 				continue;
-			relay_reset(f, errno,
-				    dir == SLUICE_DIR_OUT ? "server side write"
-							  : "application side write");
+			if (r == 0)
+				break;
 			return false;
 		}
 		fd->in_pipe -= (size_t)n;
@@ -308,15 +322,12 @@ static bool relay_write(struct flow *f, int dir)
 			total += iov[i].iov_len;
 		n = sendmsg(sink->io.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0) {
-			if (errno == EAGAIN) {
-				sink->write_blocked = true;
-				break;
-			}
-			if (errno == EINTR)
+			int r = sink_write_failed(f, dir);
+
+			if (r > 0)
 				continue;
-			relay_reset(f, errno,
-				    dir == SLUICE_DIR_OUT ? "server side write"
-							  : "application side write");
+			if (r == 0)
+				break;
 			return false;
 		}
 		stream_commit_write(st, (size_t)n);
