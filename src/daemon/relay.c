@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -739,16 +741,37 @@ int relay_start(struct daemon *d, int app_fd, const struct flow_origin *o)
 
 /* A flow cut short must look cut short: a FIN would pass for a clean end
  * of the stream, so every side gets a reset. */
+/* Bytes of f still queued in the kernel, waiting to be sent or read. */
+static bool kernel_busy(const struct flow *f)
+{
+	for (int side = 0; side < 2; side++) {
+		int n = 0;
+
+		if (f->sock[side].io.fd < 0)
+			continue;
+		if ((ioctl(f->sock[side].io.fd, SIOCOUTQ, &n) == 0 && n > 0) ||
+		    (ioctl(f->sock[side].io.fd, SIOCINQ, &n) == 0 && n > 0))
+			return true;
+	}
+	return false;
+}
+
 static void check_idle(struct flow *f, void *arg)
 {
 	uint64_t now = *(uint64_t *)arg, idle = (uint64_t)f->d->cfg.idle_timeout * 1000;
 	char why[64];
 
-	if (f->state == FLOW_RELAYING && now - f->active_ms >= idle) {
-		snprintf(why, sizeof(why), "idle for %u s (--idle-timeout)",
-			 f->d->cfg.idle_timeout);
-		relay_reset(f, ETIMEDOUT, why);
+	if (f->state != FLOW_RELAYING || now - f->active_ms < idle)
+		return;
+	/* Our side may have nothing to do while the kernel still moves what
+	 * we wrote (a slow reader behind megabytes of socket buffers): that
+	 * flow is not idle. */
+	if (kernel_busy(f)) {
+		f->active_ms = now;
+		return;
 	}
+	snprintf(why, sizeof(why), "idle for %u s (--idle-timeout)", f->d->cfg.idle_timeout);
+	relay_reset(f, ETIMEDOUT, why);
 }
 
 void relay_tick(struct daemon *d)
