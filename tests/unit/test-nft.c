@@ -28,46 +28,7 @@
 /* What nft_rules_install() gives nft_ruleset(). */
 #define INSTALL_BUF (64 * 1024)
 
-/* A NULL-terminated argument list, without argv[0]. */
-#define ARGV(...) ((const char *const[]){ __VA_ARGS__, NULL })
-
-/*
- * A command line, kept for the life of the config made from it: the
- * config points into it (--cgroup, --filter-socket), and getopt_long()
- * permutes argv, so each config gets its own.
- */
-struct args {
-	int argc;
-	char *argv[MAX_ARGS + 1];
-	char pool[16384];
-	size_t used;
-};
-
-static void args_add(struct args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void args_add(struct args *a, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	assert_true(a->argc < MAX_ARGS);
-	va_start(ap, fmt);
-	n = vsnprintf(a->pool + a->used, sizeof(a->pool) - a->used, fmt, ap);
-	va_end(ap);
-	assert_true(n >= 0 && (size_t)n < sizeof(a->pool) - a->used);
-	a->argv[a->argc++] = a->pool + a->used;
-	a->argv[a->argc] = NULL;
-	a->used += (size_t)n + 1;
-}
-
-static void args_init(struct args *a, const char *const *list)
-{
-	a->argc = 0;
-	a->used = 0;
-	args_add(a, "sluiced");
-	for (; list && *list; list++)
-		args_add(a, "%s", *list);
-}
+#include "args.h"
 
 static void parse_args(struct args *a, struct config *cfg)
 {
