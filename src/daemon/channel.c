@@ -55,7 +55,6 @@ struct client {
 	struct flow *wait_head, *wait_tail;
 	struct client *next, *prev;
 	struct client *dead_next;
-	uint64_t last_verdict_ms; /* the last VERDICT or OPEN_VERDICT */
 	uint64_t sent_total;	  /* bytes written to its socket, ever */
 	/* For --verdict-timeout: what was sent and still unread at the last
 	 * look, and since when it has not changed. */
@@ -673,7 +672,6 @@ static int on_verdict(struct client *c, const struct frame *fr)
 	char text[128];
 	int r;
 
-	c->last_verdict_ms = loop_now_ms();
 	if (fr->flags & SLUICE_VERDICT_F_SHM) {
 		uint64_t pos, n;
 
@@ -980,7 +978,6 @@ static void adopt(struct client *c, struct orphans *o)
 			if (st->auto_pass || st->shut)
 				continue;
 			relay_reoffer(f, d, st->src_eof);
-			f->dir[d].offered_ms = loop_now_ms();
 		}
 		relay_pump(f);
 	}
@@ -1112,7 +1109,6 @@ static void on_accept(struct io *io, uint32_t revents)
 		c->id = ++ch->next_id;
 		c->pid = cred.pid;
 		c->uid = cred.uid;
-		c->last_verdict_ms = loop_now_ms();
 		snprintf(c->label, sizeof(c->label), "filter %u", c->id);
 		io_init(&c->io, fd, on_client);
 		c->next = ch->clients;

@@ -45,7 +45,6 @@ struct flow_dir {
 	int pipe[2];	     /* -1 until first needed */
 	size_t pipe_cap;     /* the pipe's size */
 	size_t in_pipe;	     /* bytes read into it, not yet written out */
-	uint64_t offered_ms; /* when the oldest undecided offered byte was read */
 	/* Bytes to offer again (after a peek, or to a filter taking the flow
 	 * back), sent in frames as the channel has room; an EOF to tell
 	 * after them. */

@@ -288,8 +288,6 @@ static bool relay_read(struct flow *f, int dir)
 		}
 		offset = st->win.in;
 		f->active_ms = loop_now_ms();
-		if (to_filter && !stream_undecided(st))
-			fd->offered_ms = f->active_ms;
 		stream_commit_read(st, (size_t)n);
 		metrics_read(dir, (uint64_t)n);
 		if (to_filter)
