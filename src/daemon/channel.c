@@ -55,7 +55,7 @@ struct client {
 	struct flow *wait_head, *wait_tail;
 	struct client *next, *prev;
 	struct client *dead_next;
-	uint64_t sent_total;	  /* bytes written to its socket, ever */
+	uint64_t sent_total; /* bytes written to its socket, ever */
 	/* For --verdict-timeout: what was sent and still unread at the last
 	 * look, and since when it has not changed. */
 	uint64_t seen_sent, seen_tail;
