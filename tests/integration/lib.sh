@@ -314,6 +314,15 @@ proc_kb() { # PID FIELD
 	awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"
 }
 rss_kb() { proc_kb "$1" VmRSS; }
+
+# max_of N...: the largest of the numbers given.
+max_of() {
+	local m=$1 x
+	for x in "$@"; do
+		[ "$x" -le "$m" ] || m=$x
+	done
+	echo "$m"
+}
 hwm_kb() { proc_kb "$1" VmHWM; }
 
 # progress FILE: the SENT figure peer.py --progress writes.

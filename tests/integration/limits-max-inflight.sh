@@ -60,10 +60,7 @@ log "filter stopped at $sent_stop bytes sent; sent while stopped: ${sent[*]}"
 log "sluiced VmRSS while stopped (KiB): ${rss[*]}"
 [ "$still_running" -eq 1 ] && [ "${sent[-1]}" -lt "$SIZE_BYTES" ] ||
 	fail "the upload went on to the end while the filter was stopped"
-max=${rss[0]}
-for r in "${rss[@]}"; do
-	[ "$r" -le "$max" ] || max=$r
-done
+max=$(max_of "${rss[@]}")
 [ $((max - rss[0])) -le "$RSS_SLACK_KB" ] ||
 	fail_memory "sluiced RSS grew by $((max - rss[0])) KiB while the filter was stopped: ${rss[*]}"
 [ $((sent[-1] - sent[0])) -le "$SENT_SLACK" ] ||
