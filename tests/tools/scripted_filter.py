@@ -136,7 +136,7 @@ class Log:
             rec["data"] = bytes(b).decode("latin-1")
 
     def write(self, rec):
-        rec["t"] = round(time.time(), 6)
+        rec.setdefault("t", round(time.time(), 6))
         self.f.write(json.dumps(rec, sort_keys=True) + "\n")
 
 
@@ -174,6 +174,10 @@ class Filter:
 
     def send(self, ftype, body, rec, flags=0):
         frame = struct.pack("<IBBH", HEADER + len(body), ftype, flags, 0) + body
+        # The time a frame was sent is taken before it leaves: what the
+        # daemon does in answer can be logged by another process before
+        # sendall() returns here.
+        rec["t"] = round(time.time(), 6)
         self.sock.sendall(frame)
         rec.update({"io": "sent", "type": TYPES[ftype]})
         self.log.write(rec)
