@@ -62,9 +62,11 @@ static const char *decode_hello(const uint8_t *b, size_t n, uint8_t flags, struc
 		return "HELLO too short";
 	if (n - FRAME_HELLO_BODY > SLUICE_NAME_MAX)
 		return "HELLO name too long";
-	if (flags || get16(b + 2))
+	if (flags)
 		return "HELLO reserved bits set";
 	f->hello.version = get16(b);
+	f->hello.worker = b[2];
+	f->hello.workers = b[3];
 	f->hello.max_frame = get32(b + 4);
 	f->hello.window = get32(b + 8);
 	f->hello.features = get32(b + 12);
@@ -423,6 +425,8 @@ ssize_t frame_encode(uint8_t *buf, size_t cap, const struct frame *f)
 	switch (f->type) {
 	case SLUICE_FRAME_HELLO:
 		put16(b, f->hello.version);
+		b[2] = f->hello.worker;
+		b[3] = f->hello.workers;
 		put32(b + 4, f->hello.max_frame);
 		put32(b + 8, f->hello.window);
 		put32(b + 12, f->hello.features);

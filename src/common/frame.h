@@ -33,6 +33,10 @@
 
 struct frame_hello {
 	uint16_t version;
+	/* Filter: the worker it asks for, 1-based, 0 for any; daemon: the
+	 * worker serving this connection. */
+	uint8_t worker;
+	uint8_t workers; /* daemon: how many it runs; filter: 0 */
 	uint32_t max_frame;
 	uint32_t window;
 	uint32_t features;
