@@ -2,11 +2,15 @@
 /*
  * libsluice: the filter's end of the filter channel.
  *
- * A client owns the socket, an input buffer that frames are decoded from in
- * place, an output buffer of encoded verdicts, and a table of the flows the
- * daemon has opened. Everything happens on the caller's thread, inside
- * sluice_client_dispatch() or the verdict functions; there is no global
- * state.
+ * A client owns one connection per daemon worker (see "Workers" in
+ * docs/protocol.md), each with its socket, an input buffer that frames are
+ * decoded from in place, an output buffer of encoded verdicts and its own
+ * shared rings, and one table of the flows the daemon has opened on any of
+ * them, in which each flow records the connection it came on: every verdict
+ * about a flow goes back on that connection. With more than one connection
+ * an epoll fd over their sockets is what the caller polls. Everything
+ * happens on the caller's thread, inside sluice_client_dispatch() or the
+ * verdict functions; there is no global state.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -14,6 +18,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -77,6 +82,7 @@ struct flow {
 	struct flow_dir dir[2];
 	uint32_t window; /* bytes the daemon holds per direction */
 	uint8_t dirs;	 /* SLUICE_SUB_* bits of the directions offered */
+	uint8_t conn;	 /* index of the connection the flow came on, in conns[] */
 	bool used;
 	bool closing;	      /* on_close is running: the flow takes no more verdicts */
 	bool reset;	      /* the filter reset it: nothing more is offered or defaulted */
@@ -93,14 +99,15 @@ struct flow_table {
 struct ignored {
 	uint64_t id;
 	uint8_t dirs; /* the directions the daemon offered */
+	uint8_t conn; /* the connection it came on */
 };
 
-struct sluice_client {
+/* One connection to the daemon, served by one of its workers. */
+struct conn {
 	int fd;
-	int dead; /* the fatal error that ended the channel, 0 while it is usable */
-	bool dispatching;
-	struct sluice_callbacks cb;
-	void *user;
+	uint8_t index;	    /* its place in the client's conns[] */
+	uint8_t worker;	    /* the worker serving it, from 1; 0 from an older daemon */
+	uint32_t ep_events; /* what the client's epoll fd waits for on fd */
 	uint32_t max_frame; /* the largest frame the daemon accepts */
 	uint32_t window;    /* the daemon's per-direction window */
 
@@ -119,7 +126,23 @@ struct sluice_client {
 	struct shm_ring fwd, rev;
 	uint64_t fwd_seen, fwd_told;
 	int pending_fd; /* an fd that came with the daemon's bytes, for SHM */
+};
 
+struct sluice_client {
+	/* What sluice_client_fd() returns: the only connection's socket, or epfd. */
+	int fd;
+	int epfd; /* an epoll fd over every connection's socket; -1 with one connection */
+	int dead; /* the fatal error that ended the channel, 0 while it is usable */
+	bool dispatching;
+	struct sluice_callbacks cb;
+	void *user;
+	uint32_t max_frame; /* the smallest of the connections' */
+
+	/* One per daemon worker; never reallocated once the epoll fd points into it. */
+	struct conn *conns;
+	size_t nconns;
+
+	/* Every connection's flows: the daemon's flow ids are unique across workers. */
 	struct flow_table flows;
 	/* A ring of the last IGNORED_MAX ignored flows; nignored counts all ever. */
 	struct ignored ignored[IGNORED_MAX];
@@ -254,6 +277,14 @@ static struct ignored *ignored_find(struct sluice_client *c, uint64_t id)
 	return NULL;
 }
 
+/* The record of a flow ignored that came on k; another connection's is a protocol error. */
+static struct ignored *ignored_on(struct sluice_client *c, const struct conn *k, uint64_t id)
+{
+	struct ignored *ig = ignored_find(c, id);
+
+	return ig && ig->conn == k->index ? ig : NULL;
+}
+
 static unsigned dir_bit(uint8_t dir)
 {
 	return dir == SLUICE_DIR_OUT ? SLUICE_SUB_OUT : SLUICE_SUB_IN;
@@ -275,14 +306,19 @@ static void dir_decided(struct flow_dir *s, uint64_t to)
 /* Channel I/O. */
 
 /*
- * Marks the channel unusable: every later call returns err. The socket is
- * shut down so that the daemon, too, sees the end at once.
+ * Marks the channel unusable: every later call returns err. The connections
+ * are one channel to the caller, so the end of one ends them all: each
+ * socket is shut down so that the daemon, too, sees the end at once, and
+ * treats every connection's flows as those of a filter that went away
+ * (held for its return, within --filter-grace-seconds).
  */
 static int fail(struct sluice_client *c, int err)
 {
 	if (!c->dead) {
 		c->dead = err;
-		shutdown(c->fd, SHUT_RDWR);
+		for (size_t i = 0; i < c->nconns; i++)
+			if (c->conns[i].fd >= 0)
+				shutdown(c->conns[i].fd, SHUT_RDWR);
 	}
 	return err;
 }
@@ -323,16 +359,21 @@ static int wait_fd(int fd, short events, int64_t deadline)
 	}
 }
 
-static int out_flush(struct sluice_client *c, bool block)
+/*
+ * Sends what k has pending; with block, waits until all of it is written.
+ * Waiting on one connection cannot deadlock: each worker reads verdicts
+ * even while it has stopped sending us data.
+ */
+static int out_flush(struct sluice_client *c, struct conn *k, bool block)
 {
 	ssize_t n;
 	int r;
 
-	while (!c->dead && c->out_pos < c->out_len) {
-		n = send(c->fd, c->out + c->out_pos, c->out_len - c->out_pos,
+	while (!c->dead && k->out_pos < k->out_len) {
+		n = send(k->fd, k->out + k->out_pos, k->out_len - k->out_pos,
 			 MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n >= 0) {
-			c->out_pos += (size_t)n;
+			k->out_pos += (size_t)n;
 			continue;
 		}
 		if (errno == EINTR)
@@ -341,58 +382,58 @@ static int out_flush(struct sluice_client *c, bool block)
 			return fail(c, errno_to_channel(errno));
 		if (!block)
 			return 0;
-		r = wait_fd(c->fd, POLLOUT, -1);
+		r = wait_fd(k->fd, POLLOUT, -1);
 		if (r < 0)
 			return fail(c, r);
 	}
 	if (c->dead)
 		return c->dead;
-	c->out_pos = c->out_len = 0;
+	k->out_pos = k->out_len = 0;
 	return 0;
 }
 
-/* Room for one frame of size bytes (at most max_frame) at the end of the output. */
-static int out_reserve(struct sluice_client *c, size_t size, uint8_t **ret)
+/* Room for one frame of size bytes (at most max_frame) at the end of k's output. */
+static int out_reserve(struct sluice_client *c, struct conn *k, size_t size, uint8_t **ret)
 {
 	int r;
 
-	if (c->out_len - c->out_pos >= OUT_HIGH) {
-		r = out_flush(c, true);
+	if (k->out_len - k->out_pos >= OUT_HIGH) {
+		r = out_flush(c, k, true);
 		if (r < 0)
 			return r;
 	}
 	/* Under OUT_HIGH pending, one frame always fits once the buffer is compacted. */
-	if (c->out_len + size > c->out_cap) {
-		memmove(c->out, c->out + c->out_pos, c->out_len - c->out_pos);
-		c->out_len -= c->out_pos;
-		c->out_pos = 0;
+	if (k->out_len + size > k->out_cap) {
+		memmove(k->out, k->out + k->out_pos, k->out_len - k->out_pos);
+		k->out_len -= k->out_pos;
+		k->out_pos = 0;
 	}
-	*ret = c->out + c->out_len;
-	c->out_len += size;
+	*ret = k->out + k->out_len;
+	k->out_len += size;
 	return 0;
 }
 
-/* Queues one VERDICT frame; len is at most sluice_client_max_payload(). */
-static int out_verdict(struct sluice_client *c, uint64_t flow, uint8_t dir, uint8_t op,
-		       uint64_t from, uint64_t to, const void *bytes, size_t len)
+/* Queues one VERDICT frame on k; len is at most sluice_client_max_payload(). */
+static int out_verdict(struct sluice_client *c, struct conn *k, uint64_t flow, uint8_t dir,
+		       uint8_t op, uint64_t from, uint64_t to, const void *bytes, size_t len)
 {
 	uint8_t *p;
 	int r;
 
 	/* Replacement bytes go through the reverse ring when they fit; the
 	 * frame then carries only where they are. */
-	if (c->shm && len && len <= shm_space(&c->rev)) {
-		r = out_reserve(c, FRAME_VERDICT_PREFIX + FRAME_SHM_REF, &p);
+	if (k->shm && len && len <= shm_space(&k->rev)) {
+		r = out_reserve(c, k, FRAME_VERDICT_PREFIX + FRAME_SHM_REF, &p);
 		if (r < 0)
 			return r;
-		memcpy(shm_at(&c->rev, c->rev.head), bytes, len);
+		memcpy(shm_at(&k->rev, k->rev.head), bytes, len);
 		frame_put_verdict_prefix(p, flow, dir, op, from, to, FRAME_SHM_REF);
 		frame_set_flags(p, SLUICE_VERDICT_F_SHM);
-		frame_put_shm_ref(p + FRAME_VERDICT_PREFIX, c->rev.head, len);
-		c->rev.head += len;
+		frame_put_shm_ref(p + FRAME_VERDICT_PREFIX, k->rev.head, len);
+		k->rev.head += len;
 		return 0;
 	}
-	r = out_reserve(c, FRAME_VERDICT_PREFIX + len, &p);
+	r = out_reserve(c, k, FRAME_VERDICT_PREFIX + len, &p);
 	if (r < 0)
 		return r;
 	frame_put_verdict_prefix(p, flow, dir, op, from, to, len);
@@ -401,14 +442,15 @@ static int out_verdict(struct sluice_client *c, uint64_t flow, uint8_t dir, uint
 	return 0;
 }
 
-static int out_open_verdict(struct sluice_client *c, const struct frame_open_verdict *v)
+static int out_open_verdict(struct sluice_client *c, struct conn *k,
+			    const struct frame_open_verdict *v)
 {
 	struct frame f = { .type = SLUICE_FRAME_OPEN_VERDICT, .open_verdict = *v };
 	size_t size = frame_size(&f);
 	uint8_t *p;
 	int r;
 
-	r = out_reserve(c, size, &p);
+	r = out_reserve(c, k, size, &p);
 	if (r < 0)
 		return r;
 	frame_encode(p, size, &f);
@@ -416,15 +458,15 @@ static int out_open_verdict(struct sluice_client *c, const struct frame_open_ver
 }
 
 /* Inject goes in at the decision point, so consecutive pieces stay in order. */
-static int out_inject(struct sluice_client *c, uint64_t flow, uint8_t dir, const uint8_t *bytes,
-		      size_t len)
+static int out_inject(struct sluice_client *c, struct conn *k, uint64_t flow, uint8_t dir,
+		      const uint8_t *bytes, size_t len)
 {
 	size_t max = sluice_client_max_payload(c), n;
 	int r;
 
 	while (len) {
 		n = len < max ? len : max;
-		r = out_verdict(c, flow, dir, SLUICE_VERDICT_INJECT, 0, 0, bytes, n);
+		r = out_verdict(c, k, flow, dir, SLUICE_VERDICT_INJECT, 0, 0, bytes, n);
 		if (r < 0)
 			return r;
 		bytes += n;
@@ -457,19 +499,21 @@ static void put_sockaddr(struct sockaddr_storage *ss, uint8_t family, const uint
  * When the daemon waits for a connect-time verdict, on_open may give it,
  * promise it for later (by returning 1), or neither, which allows the flow.
  */
-static int handle_open(struct sluice_client *c, const struct frame *f)
+static int handle_open(struct sluice_client *c, struct conn *k, const struct frame *f)
 {
 	const struct frame_open *o = &f->open;
 	struct sluice_flow_info info;
 	struct flow *fl;
 	int r;
 
+	/* Flow ids are unique across workers, so also across connections. */
 	if (flow_find(&c->flows, o->flow))
 		return fail(c, -EPROTO);
 	fl = flow_insert(&c->flows, o->flow);
 	if (!fl)
 		return fail(c, -ENOMEM);
-	fl->window = o->window ? o->window : c->window;
+	fl->conn = k->index;
+	fl->window = o->window ? o->window : k->window;
 	fl->dirs = f->flags & SLUICE_OPEN_F_IN_ONLY    ? SLUICE_SUB_IN
 		   : f->flags & SLUICE_OPEN_F_OUT_ONLY ? SLUICE_SUB_OUT
 						       : DIRS_BOTH;
@@ -520,7 +564,7 @@ static int handle_open(struct sluice_client *c, const struct frame *f)
  * may be on their way to the daemon, so that point can lie before ours; the
  * part the filter has already decided is cut off, never shown again.
  */
-static int handle_data(struct sluice_client *c, const struct frame *f)
+static int handle_data(struct sluice_client *c, struct conn *k, const struct frame *f)
 {
 	const struct frame_data *d = &f->data;
 	struct flow *fl = flow_find(&c->flows, d->flow);
@@ -534,16 +578,16 @@ static int handle_data(struct sluice_client *c, const struct frame *f)
 
 		/* The daemon fills the ring in order; we release it in order,
 		 * once the callbacks of this read have run. */
-		if (!c->shm || frame_shm_ref(d->bytes, d->len, &pos, &n) < 0 ||
-		    pos != c->fwd_seen || n > c->fwd.size)
+		if (!k->shm || frame_shm_ref(d->bytes, d->len, &pos, &n) < 0 ||
+		    pos != k->fwd_seen || n > k->fwd.size)
 			return fail(c, -EPROTO);
-		bytes = shm_at(&c->fwd, pos);
+		bytes = shm_at(&k->fwd, pos);
 		len = (size_t)n;
-		c->fwd_seen += n;
+		k->fwd_seen += n;
 	}
 	if (!fl)
-		return ignored_find(c, d->flow) ? 0 : fail(c, -EPROTO);
-	if (!(fl->dirs & dir_bit(d->dir)))
+		return ignored_on(c, k, d->flow) ? 0 : fail(c, -EPROTO);
+	if (fl->conn != k->index || !(fl->dirs & dir_bit(d->dir)))
 		return fail(c, -EPROTO);
 	s = &fl->dir[d->dir];
 	if (f->flags & SLUICE_DATA_F_REOFFER) {
@@ -571,10 +615,10 @@ static int handle_data(struct sluice_client *c, const struct frame *f)
 	if (c->cb.on_data)
 		return c->cb.on_data(c, d->flow, d->dir, offset, bytes, len, c->user);
 	dir_decided(s, offset + len);
-	return out_verdict(c, d->flow, d->dir, SLUICE_VERDICT_PASS, 0, offset + len, NULL, 0);
+	return out_verdict(c, k, d->flow, d->dir, SLUICE_VERDICT_PASS, 0, offset + len, NULL, 0);
 }
 
-static int handle_eof(struct sluice_client *c, const struct frame *f)
+static int handle_eof(struct sluice_client *c, struct conn *k, const struct frame *f)
 {
 	const struct frame_data *d = &f->data;
 	struct flow *fl = flow_find(&c->flows, d->flow);
@@ -582,8 +626,8 @@ static int handle_eof(struct sluice_client *c, const struct frame *f)
 	int r = 0;
 
 	if (!fl)
-		return ignored_find(c, d->flow) ? 0 : fail(c, -EPROTO);
-	if (!(fl->dirs & dir_bit(d->dir)))
+		return ignored_on(c, k, d->flow) ? 0 : fail(c, -EPROTO);
+	if (fl->conn != k->index || !(fl->dirs & dir_bit(d->dir)))
 		return fail(c, -EPROTO);
 	s = &fl->dir[d->dir];
 	/* After pass_rest the daemon moves bytes we never see, so the FIN may lie beyond them. */
@@ -603,20 +647,22 @@ static int handle_eof(struct sluice_client *c, const struct frame *f)
 	/* Bytes the filter left undecided pass: only a verdict drops data. */
 	if (!fl->dir[d->dir].pass_rest && off_before(fl->dir[d->dir].decided, d->offset)) {
 		dir_decided(&fl->dir[d->dir], d->offset);
-		r = out_verdict(c, d->flow, d->dir, SLUICE_VERDICT_PASS, 0, d->offset, NULL, 0);
+		r = out_verdict(c, k, d->flow, d->dir, SLUICE_VERDICT_PASS, 0, d->offset, NULL, 0);
 		if (r < 0)
 			return r;
 	}
 	fl->dir[d->dir].shutdown = true;
-	return out_verdict(c, d->flow, d->dir, SLUICE_VERDICT_SHUTDOWN, 0, 0, NULL, 0);
+	return out_verdict(c, k, d->flow, d->dir, SLUICE_VERDICT_SHUTDOWN, 0, 0, NULL, 0);
 }
 
-static int handle_close(struct sluice_client *c, const struct frame *f)
+static int handle_close(struct sluice_client *c, struct conn *k, const struct frame *f)
 {
 	struct flow *fl = flow_find(&c->flows, f->close.flow);
 
 	if (!fl)
-		return ignored_find(c, f->close.flow) ? 0 : fail(c, -EPROTO);
+		return ignored_on(c, k, f->close.flow) ? 0 : fail(c, -EPROTO);
+	if (fl->conn != k->index)
+		return fail(c, -EPROTO);
 	fl->closing = true;
 	if (c->cb.on_close) {
 		c->cb.on_close(c, f->close.flow, f->close.reason, c->user);
@@ -635,10 +681,10 @@ static int handle_close(struct sluice_client *c, const struct frame *f)
  * unfiltered life that ignore promises, instead of leaving it waiting for
  * verdicts nobody will give.
  */
-static int handle_error(struct sluice_client *c, const struct frame *f)
+static int handle_error(struct sluice_client *c, struct conn *k, const struct frame *f)
 {
 	char text[SLUICE_ERROR_TEXT_MAX + 1];
-	struct ignored *ig = ignored_find(c, f->error.flow);
+	struct ignored *ig = ignored_on(c, k, f->error.flow);
 	int r;
 
 	if (ig) {
@@ -648,7 +694,7 @@ static int handle_error(struct sluice_client *c, const struct frame *f)
 		for (uint8_t dir = SLUICE_DIR_OUT; dir <= SLUICE_DIR_IN; dir++) {
 			if (!(ig->dirs & dir_bit(dir)))
 				continue;
-			r = out_verdict(c, ig->id, dir, SLUICE_VERDICT_PASS_REST, 0, 0, NULL, 0);
+			r = out_verdict(c, k, ig->id, dir, SLUICE_VERDICT_PASS_REST, 0, 0, NULL, 0);
 			if (r < 0)
 				return r;
 		}
@@ -662,38 +708,38 @@ static int handle_error(struct sluice_client *c, const struct frame *f)
 	return 0;
 }
 
-typedef int (*handler_fn)(struct sluice_client *c, const struct frame *f);
-
-/* What the daemon may send once HELLO is done; anything else is a violation. */
-/* The daemon's shared rings: its memfd came with these bytes. */
-static int handle_shm(struct sluice_client *c, const struct frame *f)
+/* The daemon's shared rings for this connection: its memfd came with these bytes. */
+static int handle_shm(struct sluice_client *c, struct conn *k, const struct frame *f)
 {
-	int fd = c->pending_fd, r;
+	int fd = k->pending_fd, r;
 
-	if (c->shm || fd < 0)
+	if (k->shm || fd < 0)
 		return fail(c, -EPROTO);
-	c->pending_fd = -1;
-	r = shm_map(fd, 0, f->shm.fwd_size, &c->fwd);
+	k->pending_fd = -1;
+	r = shm_map(fd, 0, f->shm.fwd_size, &k->fwd);
 	if (r == 0) {
-		r = shm_map(fd, f->shm.fwd_size, f->shm.rev_size, &c->rev);
+		r = shm_map(fd, f->shm.fwd_size, f->shm.rev_size, &k->rev);
 		if (r < 0)
-			shm_unmap(&c->fwd);
+			shm_unmap(&k->fwd);
 	}
 	close(fd); /* the mappings keep the memory */
 	if (r < 0)
 		return fail(c, r);
-	c->shm = true;
+	k->shm = true;
 	return 0;
 }
 
 /* The daemon has taken replacement bytes out of the reverse ring. */
-static int handle_release(struct sluice_client *c, const struct frame *f)
+static int handle_release(struct sluice_client *c, struct conn *k, const struct frame *f)
 {
-	if (!c->shm || shm_release(&c->rev, f->release.pos) < 0)
+	if (!k->shm || shm_release(&k->rev, f->release.pos) < 0)
 		return fail(c, -EPROTO);
 	return 0;
 }
 
+typedef int (*handler_fn)(struct sluice_client *c, struct conn *k, const struct frame *f);
+
+/* What the daemon may send once HELLO is done; anything else is a violation. */
 static const handler_fn handlers[SLUICE_FRAME_TYPE_MAX + 1] = {
 	[SLUICE_FRAME_OPEN] = handle_open,   [SLUICE_FRAME_DATA] = handle_data,
 	[SLUICE_FRAME_SHM] = handle_shm,     [SLUICE_FRAME_RELEASE] = handle_release,
@@ -706,23 +752,23 @@ static const handler_fn handlers[SLUICE_FRAME_TYPE_MAX + 1] = {
  * consumed before its callback runs, so that after a callback's error the
  * next dispatch goes on with the frame after it.
  */
-static int process_input(struct sluice_client *c)
+static int process_input(struct sluice_client *c, struct conn *k)
 {
 	struct frame f;
 	size_t size;
 	int r;
 
-	while (c->in_pos < c->in_len) {
-		r = frame_decode(c->in + c->in_pos, c->in_len - c->in_pos, CLIENT_MAX_FRAME, &f,
+	while (k->in_pos < k->in_len) {
+		r = frame_decode(k->in + k->in_pos, k->in_len - k->in_pos, CLIENT_MAX_FRAME, &f,
 				 &size, NULL);
 		if (r == 0)
 			break;
 		if (r < 0)
 			return fail(c, -EPROTO);
-		c->in_pos += size;
+		k->in_pos += size;
 		if (!handlers[f.type])
 			return fail(c, -EPROTO);
-		r = handlers[f.type](c, &f);
+		r = handlers[f.type](c, k, &f);
 		if (r < 0)
 			return r;
 	}
@@ -734,7 +780,7 @@ static int process_input(struct sluice_client *c)
  * daemon's SHM frame carries its memfd that way). Any earlier one not yet
  * claimed is closed: only the latest can belong to a frame still to come.
  */
-static ssize_t recv_fds(struct sluice_client *c, void *buf, size_t len)
+static ssize_t recv_fds(struct conn *k, void *buf, size_t len)
 {
 	union {
 		struct cmsghdr h;
@@ -746,16 +792,16 @@ static ssize_t recv_fds(struct sluice_client *c, void *buf, size_t len)
 			      .msg_control = ctl.buf,
 			      .msg_controllen = sizeof(ctl.buf) };
 	struct cmsghdr *cm;
-	ssize_t n = recvmsg(c->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	ssize_t n = recvmsg(k->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 
 	if (n < 0)
 		return n;
 	for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
 		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
 		    cm->cmsg_len == CMSG_LEN(sizeof(int))) {
-			if (c->pending_fd >= 0)
-				close(c->pending_fd);
-			memcpy(&c->pending_fd, CMSG_DATA(cm), sizeof(int));
+			if (k->pending_fd >= 0)
+				close(k->pending_fd);
+			memcpy(&k->pending_fd, CMSG_DATA(cm), sizeof(int));
 		}
 	}
 	return n;
@@ -766,20 +812,20 @@ static ssize_t recv_fds(struct sluice_client *c, void *buf, size_t len)
  * there. What is left in the buffer is less than one frame, and the buffer
  * holds two, so there is always room for the rest of it.
  */
-static int read_input(struct sluice_client *c)
+static int read_input(struct sluice_client *c, struct conn *k)
 {
 	ssize_t n;
 
-	if (c->in_pos == c->in_len) {
-		c->in_pos = c->in_len = 0;
-	} else if (c->in_cap - c->in_len < CLIENT_MAX_FRAME) {
-		memmove(c->in, c->in + c->in_pos, c->in_len - c->in_pos);
-		c->in_len -= c->in_pos;
-		c->in_pos = 0;
+	if (k->in_pos == k->in_len) {
+		k->in_pos = k->in_len = 0;
+	} else if (k->in_cap - k->in_len < CLIENT_MAX_FRAME) {
+		memmove(k->in, k->in + k->in_pos, k->in_len - k->in_pos);
+		k->in_len -= k->in_pos;
+		k->in_pos = 0;
 	}
-	n = recv_fds(c, c->in + c->in_len, c->in_cap - c->in_len);
+	n = recv_fds(k, k->in + k->in_len, k->in_cap - k->in_len);
 	if (n > 0) {
-		c->in_len += (size_t)n;
+		k->in_len += (size_t)n;
 		return 1;
 	}
 	if (n == 0)
@@ -795,31 +841,31 @@ static uint32_t le32(const uint8_t *p)
 }
 
 /*
- * Sends our HELLO, and the subscription if there is one, and waits for the
- * daemon's HELLO. Reads exactly one frame, so whatever the daemon sends after
- * its HELLO stays in the socket and makes it readable for the caller's first
- * poll.
+ * Sends our HELLO on k, asking for worker (0: the daemon chooses), and the
+ * subscription if there is one. hello_recv() then waits for the answer;
+ * in between the caller may start the handshakes of other connections, so
+ * that the daemon's workers answer them all at once.
  *
  * The SUBSCRIBE goes out in the same write as the HELLO rather than after the
  * daemon's answer: the daemon decodes the frames of one read in order, so it
- * then knows the subscription before it can give this filter a flow. Sent
- * later, every flow that opened in between would come unsubscribed.
+ * then knows the subscription before it can give this connection a flow.
+ * Sent later, every flow that opened in between would come unsubscribed.
  */
-static int handshake(struct sluice_client *c, const char *name, uint32_t features,
-		     const struct frame *sub)
+static int hello_send(struct conn *k, const char *name, uint32_t features, uint8_t worker,
+		      const struct frame *sub, int64_t deadline)
 {
 	uint8_t hello[SLUICE_FRAME_HEADER_SIZE + FRAME_HELLO_BODY + SLUICE_NAME_MAX +
 		      SLUICE_FRAME_HEADER_SIZE + FRAME_SUBSCRIBE_BODY + 4 * SLUICE_SUB_MAX_PORTS];
-	int64_t deadline = now_ms() + CONNECT_TIMEOUT_MS;
 	struct frame f = {
 		.type = SLUICE_FRAME_HELLO,
 		.hello.version = SLUICE_PROTOCOL_VERSION,
+		.hello.worker = worker,
 		.hello.max_frame = CLIENT_MAX_FRAME,
 		.hello.features = features,
 		.hello.name = (const uint8_t *)name,
 		.hello.name_len = strlen(name),
 	};
-	size_t sent = 0, need, size;
+	size_t sent = 0;
 	ssize_t len, n;
 	int r;
 
@@ -833,7 +879,7 @@ static int handshake(struct sluice_client *c, const char *name, uint32_t feature
 		len += n;
 	}
 	while (sent < (size_t)len) {
-		n = send(c->fd, hello + sent, (size_t)len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+		n = send(k->fd, hello + sent, (size_t)len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n >= 0) {
 			sent += (size_t)n;
 			continue;
@@ -842,39 +888,57 @@ static int handshake(struct sluice_client *c, const char *name, uint32_t feature
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			return errno_to_channel(errno);
-		r = wait_fd(c->fd, POLLOUT, deadline);
+		r = wait_fd(k->fd, POLLOUT, deadline);
 		if (r < 0)
 			return r;
 	}
+	return 0;
+}
+
+/*
+ * Waits for the daemon's HELLO on k and stores it in ret (its name is not
+ * kept). Reads exactly one frame, so whatever the daemon sends after its
+ * HELLO stays in the socket and makes it readable for the caller's first
+ * poll.
+ */
+static int hello_recv(struct conn *k, int64_t deadline, struct frame_hello *ret)
+{
+	struct frame f;
+	size_t need, size;
+	ssize_t n;
+	int r;
 
 	for (;;) {
-		r = frame_decode(c->in, c->in_len, CLIENT_MAX_FRAME, &f, &size, NULL);
+		r = frame_decode(k->in, k->in_len, CLIENT_MAX_FRAME, &f, &size, NULL);
 		if (r < 0)
 			return -EPROTO;
 		if (r > 0)
 			break;
 		/* frame_decode() has checked the length against CLIENT_MAX_FRAME. */
-		need = c->in_len < SLUICE_FRAME_HEADER_SIZE ? SLUICE_FRAME_HEADER_SIZE
-							    : le32(c->in);
-		r = wait_fd(c->fd, POLLIN, deadline);
+		need = k->in_len < SLUICE_FRAME_HEADER_SIZE ? SLUICE_FRAME_HEADER_SIZE
+							    : le32(k->in);
+		r = wait_fd(k->fd, POLLIN, deadline);
 		if (r < 0)
 			return r;
-		n = recv_fds(c, c->in + c->in_len, need - c->in_len);
+		n = recv_fds(k, k->in + k->in_len, need - k->in_len);
 		if (n > 0)
-			c->in_len += (size_t)n;
+			k->in_len += (size_t)n;
 		else if (n == 0)
 			return -ECONNRESET;
 		else if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
 			return errno_to_channel(errno);
 	}
-	c->in_len = 0;
+	k->in_len = 0;
 
 	if (f.type != SLUICE_FRAME_HELLO)
 		return -EPROTO;
 	if (f.hello.version != SLUICE_PROTOCOL_VERSION)
 		return -EPROTONOSUPPORT;
-	c->max_frame = f.hello.max_frame;
-	c->window = f.hello.window;
+	k->max_frame = f.hello.max_frame;
+	k->window = f.hello.window;
+	*ret = f.hello;
+	ret->name = NULL;
+	ret->name_len = 0;
 	return 0;
 }
 
@@ -958,14 +1022,124 @@ static int connect_socket(const char *path)
 	return fd;
 }
 
+/* Makes zeroed k the connection at index of its client, not yet open. */
+static int conn_init(struct conn *k, size_t index)
+{
+	k->fd = -1;
+	k->pending_fd = -1;
+	k->index = (uint8_t)index;
+	k->in_cap = 2 * (size_t)CLIENT_MAX_FRAME;
+	k->in = malloc(k->in_cap);
+	return k->in ? 0 : -ENOMEM;
+}
+
+/* Accepts a connection conn_init() has not finished. */
+static void conn_free(struct conn *k)
+{
+	if (k->fd >= 0)
+		close(k->fd);
+	if (k->pending_fd >= 0)
+		close(k->pending_fd);
+	shm_unmap(&k->fwd);
+	shm_unmap(&k->rev);
+	free(k->in);
+	free(k->out);
+}
+
+/* After k's HELLO exchange: its output buffer, sized by the daemon's max_frame. */
+static int conn_ready(struct sluice_client *c, struct conn *k)
+{
+	k->out_cap = OUT_HIGH + (size_t)k->max_frame;
+	k->out = malloc(k->out_cap);
+	if (!k->out)
+		return -ENOMEM;
+	if (!c->max_frame || k->max_frame < c->max_frame)
+		c->max_frame = k->max_frame;
+	return 0;
+}
+
+/*
+ * The daemon runs h->workers workers and serves the first connection by
+ * worker h->worker: opens one more connection for each other worker, whose
+ * HELLO names it, with the same features and subscription, and the epoll fd
+ * over them all. The HELLOs all go out before the first answer is awaited,
+ * so the workers answer them at the same time.
+ */
+static int connect_workers(struct sluice_client *c, const char *path, const char *name,
+			   uint32_t features, const struct frame *sub, const struct frame_hello *h,
+			   int64_t deadline)
+{
+	size_t n = h->workers, i;
+	struct frame_hello got;
+	struct conn *conns;
+	uint8_t w;
+	int r;
+
+	if (n > SLUICE_WORKERS_MAX || !h->worker || h->worker > n)
+		return -EPROTO;
+	/* Nothing points into conns[] yet, so it may move. */
+	conns = realloc(c->conns, n * sizeof(*conns));
+	if (!conns)
+		return -ENOMEM;
+	c->conns = conns;
+	memset(conns + 1, 0, (n - 1) * sizeof(*conns));
+	conns[0].worker = h->worker;
+	for (i = 1, w = 1; i < n; i++, w++) {
+		if (w == h->worker)
+			w++;
+		r = conn_init(&conns[i], i);
+		c->nconns = i + 1;
+		if (r < 0)
+			return r;
+		conns[i].worker = w;
+		r = connect_socket(path);
+		if (r < 0)
+			return r;
+		conns[i].fd = r;
+		r = hello_send(&conns[i], name, features, w, sub, deadline);
+		if (r < 0)
+			return r;
+	}
+	for (i = 1; i < n; i++) {
+		r = hello_recv(&conns[i], deadline, &got);
+		if (r < 0)
+			return r;
+		if (got.worker != conns[i].worker || got.workers != n)
+			return -EPROTO;
+		r = conn_ready(c, &conns[i]);
+		if (r < 0)
+			return r;
+	}
+
+	c->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (c->epfd < 0)
+		return -errno;
+	for (i = 0; i < n; i++) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &conns[i] };
+
+		if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, conns[i].fd, &ev) < 0)
+			return -errno;
+		conns[i].ep_events = EPOLLIN;
+	}
+	return 0;
+}
+
+/*
+ * The first connection lets the daemon choose its worker. A daemon with one
+ * worker, or one from before workers (whose HELLO has 0 there), gets that
+ * connection alone, and the client is what it always was: one socket,
+ * polled directly.
+ */
 SLUICE_EXPORT int sluice_client_connect(const struct sluice_client_opts *opts,
 					const struct sluice_callbacks *cb, void *user,
 					struct sluice_client **ret_client)
 {
 	struct sluice_client_opts o;
 	struct sluice_client *c;
+	struct frame_hello h;
 	struct frame sub;
-	const char *name;
+	const char *name, *path;
+	int64_t deadline;
 	int r, want_sub;
 
 	r = copy_sized(&o, sizeof(o), opts);
@@ -974,6 +1148,7 @@ SLUICE_EXPORT int sluice_client_connect(const struct sluice_client_opts *opts,
 	name = o.name ? o.name : "filter";
 	if (strlen(name) > SLUICE_NAME_MAX)
 		return -EINVAL;
+	path = o.path ? o.path : SLUICE_DEFAULT_SOCKET;
 	want_sub = subscription(&o, &sub);
 	if (want_sub < 0)
 		return want_sub;
@@ -982,31 +1157,42 @@ SLUICE_EXPORT int sluice_client_connect(const struct sluice_client_opts *opts,
 	if (!c)
 		return -ENOMEM;
 	c->fd = -1;
-	c->pending_fd = -1;
+	c->epfd = -1;
 	c->user = user;
 	r = copy_sized(&c->cb, sizeof(c->cb), cb);
 	if (r < 0)
 		goto fail;
 
 	r = -ENOMEM;
-	c->in_cap = 2 * (size_t)CLIENT_MAX_FRAME;
-	c->in = malloc(c->in_cap);
-	if (!c->in || flow_table_init(&c->flows, FLOWS_MIN) < 0)
+	c->conns = calloc(1, sizeof(*c->conns));
+	if (!c->conns)
+		goto fail;
+	c->nconns = 1;
+	if (conn_init(&c->conns[0], 0) < 0 || flow_table_init(&c->flows, FLOWS_MIN) < 0)
 		goto fail;
 
-	r = connect_socket(o.path ? o.path : SLUICE_DEFAULT_SOCKET);
+	/* One deadline for every connection's exchange. */
+	deadline = now_ms() + CONNECT_TIMEOUT_MS;
+	r = connect_socket(path);
 	if (r < 0)
 		goto fail;
-	c->fd = r;
-	r = handshake(c, name, o.features, want_sub ? &sub : NULL);
+	c->conns[0].fd = r;
+	r = hello_send(&c->conns[0], name, o.features, 0, want_sub ? &sub : NULL, deadline);
 	if (r < 0)
 		goto fail;
-
-	r = -ENOMEM;
-	c->out_cap = OUT_HIGH + (size_t)c->max_frame;
-	c->out = malloc(c->out_cap);
-	if (!c->out)
+	r = hello_recv(&c->conns[0], deadline, &h);
+	if (r < 0)
 		goto fail;
+	r = conn_ready(c, &c->conns[0]);
+	if (r < 0)
+		goto fail;
+	if (h.workers > 1) {
+		r = connect_workers(c, path, name, o.features, want_sub ? &sub : NULL, &h,
+				    deadline);
+		if (r < 0)
+			goto fail;
+	}
+	c->fd = c->epfd >= 0 ? c->epfd : c->conns[0].fd;
 
 	*ret_client = c;
 	return 0;
@@ -1019,14 +1205,11 @@ SLUICE_EXPORT void sluice_client_free(struct sluice_client *c)
 {
 	if (!c)
 		return;
-	if (c->fd >= 0)
-		close(c->fd);
-	if (c->pending_fd >= 0)
-		close(c->pending_fd);
-	shm_unmap(&c->fwd);
-	shm_unmap(&c->rev);
-	free(c->in);
-	free(c->out);
+	if (c->epfd >= 0)
+		close(c->epfd);
+	for (size_t i = 0; i < c->nconns; i++)
+		conn_free(&c->conns[i]);
+	free(c->conns);
 	for (size_t i = 0; c->flows.slots && i <= c->flows.mask; i++)
 		if (c->flows.slots[i].used)
 			flow_release(&c->flows.slots[i]);
@@ -1040,12 +1223,48 @@ SLUICE_EXPORT int sluice_client_fd(const struct sluice_client *c)
 }
 
 /*
- * One read per call keeps a busy channel from starving the caller's other
- * work and our own verdict writes.
+ * With an epoll fd, a connection with verdicts waiting for room in its
+ * socket must make the epoll fd readable once there is room: the caller
+ * polls the epoll fd for POLLIN only, and the daemon may wait for those
+ * verdicts before it sends anything more.
+ */
+static int watch_output(struct sluice_client *c)
+{
+	if (c->epfd < 0 || c->dead)
+		return c->dead;
+	for (size_t i = 0; i < c->nconns; i++) {
+		struct conn *k = &c->conns[i];
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = k };
+
+		if (k->out_pos < k->out_len)
+			ev.events |= EPOLLOUT;
+		if (ev.events == k->ep_events)
+			continue;
+		if (epoll_ctl(c->epfd, EPOLL_CTL_MOD, k->fd, &ev) < 0)
+			return fail(c, -errno);
+		k->ep_events = ev.events;
+	}
+	return 0;
+}
+
+/* One read of k, if it has bytes, and the callbacks of the frames they complete. */
+static int dispatch_conn(struct sluice_client *c, struct conn *k)
+{
+	int r = read_input(c, k);
+
+	return r > 0 ? process_input(c, k) : r;
+}
+
+/*
+ * One read per connection and call keeps a busy channel from starving the
+ * caller's other work, the other connections and our own verdict writes.
+ * With several connections, epoll says which have anything to read.
  */
 SLUICE_EXPORT int sluice_client_dispatch(struct sluice_client *c)
 {
-	int r, w;
+	struct epoll_event ev[SLUICE_WORKERS_MAX];
+	size_t i;
+	int r = 0, w, n;
 
 	if (c->dead)
 		return c->dead;
@@ -1053,27 +1272,45 @@ SLUICE_EXPORT int sluice_client_dispatch(struct sluice_client *c)
 	if (c->dispatching)
 		return -EBUSY;
 	c->dispatching = true;
-	r = process_input(c);
-	if (r >= 0) {
-		r = read_input(c);
-		if (r > 0)
-			r = process_input(c);
+	/* First the frames a callback's error left undecoded. */
+	for (i = 0; i < c->nconns && r >= 0; i++)
+		r = process_input(c, &c->conns[i]);
+	if (r >= 0 && c->epfd < 0) {
+		r = dispatch_conn(c, &c->conns[0]);
+	} else if (r >= 0) {
+		n = epoll_wait(c->epfd, ev, (int)c->nconns, 0);
+		if (n < 0 && errno != EINTR)
+			r = -errno;
+		for (i = 0; n > 0 && i < (size_t)n && r >= 0; i++)
+			if (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+				r = dispatch_conn(c, ev[i].data.ptr);
 	}
 	c->dispatching = false;
-	/* The callbacks are done with the shared bytes they were shown. */
-	if (c->shm && c->fwd_seen != c->fwd_told) {
-		struct frame rel = { .type = SLUICE_FRAME_RELEASE, .release.pos = c->fwd_seen };
-		size_t size = frame_size(&rel);
-		uint8_t *p;
-
-		if (out_reserve(c, size, &p) == 0) {
-			frame_encode(p, size, &rel);
-			c->fwd_told = c->fwd_seen;
-		}
-	}
 
 	/* Even after a callback's error, send what the callbacks decided. */
-	w = out_flush(c, false);
+	w = 0;
+	for (i = 0; i < c->nconns; i++) {
+		struct conn *k = &c->conns[i];
+		int wk;
+
+		/* The callbacks are done with the shared bytes they were shown. */
+		if (k->shm && k->fwd_seen != k->fwd_told) {
+			struct frame rel = { .type = SLUICE_FRAME_RELEASE,
+					     .release.pos = k->fwd_seen };
+			size_t size = frame_size(&rel);
+			uint8_t *p;
+
+			if (out_reserve(c, k, size, &p) == 0) {
+				frame_encode(p, size, &rel);
+				k->fwd_told = k->fwd_seen;
+			}
+		}
+		wk = out_flush(c, k, false);
+		if (wk < 0 && !w)
+			w = wk;
+	}
+	if (!w)
+		w = watch_output(c);
 	return r < 0 ? r : w;
 }
 
@@ -1085,13 +1322,15 @@ SLUICE_EXPORT int sluice_client_dispatch(struct sluice_client *c)
 SLUICE_EXPORT int sluice_client_run(struct sluice_client *c)
 {
 	struct pollfd p = { .fd = c->fd };
+	struct conn *k = &c->conns[0];
 	int r;
 
 	for (;;) {
 		r = sluice_client_dispatch(c);
 		if (r < 0)
 			return r;
-		p.events = POLLIN | (c->out_pos < c->out_len ? POLLOUT : 0);
+		/* The epoll fd waits for output room itself (watch_output()). */
+		p.events = POLLIN | (c->epfd < 0 && k->out_pos < k->out_len ? POLLOUT : 0);
 		if (poll(&p, 1, -1) < 0)
 			return -errno;
 	}
@@ -1099,7 +1338,20 @@ SLUICE_EXPORT int sluice_client_run(struct sluice_client *c)
 
 SLUICE_EXPORT int sluice_client_flush(struct sluice_client *c)
 {
-	return out_flush(c, true);
+	int r;
+
+	for (size_t i = 0; i < c->nconns; i++) {
+		r = out_flush(c, &c->conns[i], true);
+		if (r < 0)
+			return r;
+	}
+	return watch_output(c);
+}
+
+/* The connection a flow came on, which its verdicts go back on. */
+static struct conn *flow_conn(struct sluice_client *c, const struct flow *fl)
+{
+	return &c->conns[fl->conn];
 }
 
 /* The flow a verdict names, or NULL with *ret_err set. */
@@ -1134,7 +1386,7 @@ static int simple_verdict(struct sluice_client *c, uint64_t flow, enum sluice_di
 	fl = verdict_flow(c, flow, dir, &r);
 	if (!fl)
 		return r;
-	r = out_verdict(c, flow, dir, op, 0, to, NULL, 0);
+	r = out_verdict(c, flow_conn(c, fl), flow, dir, op, 0, to, NULL, 0);
 	if (r == 0 && op != SLUICE_VERDICT_PEEK)
 		dir_decided(&fl->dir[dir], to);
 	return r;
@@ -1177,23 +1429,27 @@ SLUICE_EXPORT int sluice_replace(struct sluice_client *c, uint64_t flow, enum sl
 		return -EINVAL;
 	max = sluice_client_max_payload(c);
 	first = len < max ? len : max;
-	r = out_verdict(c, flow, dir, SLUICE_VERDICT_REPLACE, from, to, bytes, first);
+	r = out_verdict(c, flow_conn(c, fl), flow, dir, SLUICE_VERDICT_REPLACE, from, to, bytes,
+			first);
 	if (r < 0)
 		return r;
 	dir_decided(&fl->dir[dir], to);
-	return out_inject(c, flow, dir, (const uint8_t *)bytes + first, len - first);
+	return out_inject(c, flow_conn(c, fl), flow, dir, (const uint8_t *)bytes + first,
+			  len - first);
 }
 
 SLUICE_EXPORT int sluice_inject(struct sluice_client *c, uint64_t flow, enum sluice_dir dir,
 				const void *bytes, size_t len)
 {
+	struct flow *fl;
 	int r;
 
-	if (!verdict_flow(c, flow, dir, &r))
+	fl = verdict_flow(c, flow, dir, &r);
+	if (!fl)
 		return r;
 	if (len && !bytes)
 		return -EINVAL;
-	return out_inject(c, flow, dir, bytes, len);
+	return out_inject(c, flow_conn(c, fl), flow, dir, bytes, len);
 }
 
 SLUICE_EXPORT int sluice_pass_rest(struct sluice_client *c, uint64_t flow, enum sluice_dir dir)
@@ -1205,7 +1461,7 @@ SLUICE_EXPORT int sluice_pass_rest(struct sluice_client *c, uint64_t flow, enum 
 	if (!fl)
 		return r;
 	fl->dir[dir].pass_rest = true;
-	return out_verdict(c, flow, dir, SLUICE_VERDICT_PASS_REST, 0, 0, NULL, 0);
+	return out_verdict(c, flow_conn(c, fl), flow, dir, SLUICE_VERDICT_PASS_REST, 0, 0, NULL, 0);
 }
 
 SLUICE_EXPORT int sluice_shutdown(struct sluice_client *c, uint64_t flow, enum sluice_dir dir)
@@ -1217,7 +1473,7 @@ SLUICE_EXPORT int sluice_shutdown(struct sluice_client *c, uint64_t flow, enum s
 	if (!fl)
 		return r;
 	fl->dir[dir].shutdown = true;
-	return out_verdict(c, flow, dir, SLUICE_VERDICT_SHUTDOWN, 0, 0, NULL, 0);
+	return out_verdict(c, flow_conn(c, fl), flow, dir, SLUICE_VERDICT_SHUTDOWN, 0, 0, NULL, 0);
 }
 
 SLUICE_EXPORT int sluice_reset(struct sluice_client *c, uint64_t flow)
@@ -1229,7 +1485,8 @@ SLUICE_EXPORT int sluice_reset(struct sluice_client *c, uint64_t flow)
 	if (!fl)
 		return r;
 	fl->reset = true;
-	return out_verdict(c, flow, SLUICE_DIR_OUT, SLUICE_VERDICT_RESET, 0, 0, NULL, 0);
+	return out_verdict(c, flow_conn(c, fl), flow, SLUICE_DIR_OUT, SLUICE_VERDICT_RESET, 0, 0,
+			   NULL, 0);
 }
 
 /*
@@ -1247,7 +1504,7 @@ static int open_verdict(struct sluice_client *c, uint64_t flow, const struct fra
 		return r;
 	if (!fl->verdict_pending)
 		return -EINVAL;
-	r = out_open_verdict(c, v);
+	r = out_open_verdict(c, flow_conn(c, fl), v);
 	if (r < 0)
 		return r;
 	fl->verdict_pending = false;
@@ -1255,6 +1512,7 @@ static int open_verdict(struct sluice_client *c, uint64_t flow, const struct fra
 		ig = &c->ignored[c->nignored++ % IGNORED_MAX];
 		ig->id = flow;
 		ig->dirs = fl->dirs;
+		ig->conn = fl->conn;
 		flow_forget(&c->flows, fl);
 	}
 	return 0;

@@ -94,6 +94,21 @@ struct fake {
 
 	struct event events[512];
 	size_t nevents;
+
+	/*
+	 * A daemon with workers (worker_acceptor()): it expects nw_expect
+	 * connections, announces `workers`, and answers a HELLO that lets it
+	 * choose with first_worker. wfd[] are the accepted ends and asked[]
+	 * the worker each HELLO named; the connection at index refuse (if
+	 * refuse > 0) is closed unanswered, and with wrong_worker the last
+	 * one is told it is served by another worker than it asked for.
+	 */
+	size_t nw_expect, nw;
+	int wfd[8];
+	uint8_t asked[8];
+	uint8_t workers, first_worker;
+	int refuse;
+	bool wrong_worker;
 };
 
 /* The fake daemon. */
@@ -168,6 +183,60 @@ static void *acceptor(void *arg)
 	return NULL;
 }
 
+/*
+ * The acceptor of a daemon with t->workers workers: accepts t->nw_expect
+ * connections one after the other and answers each HELLO with the worker it
+ * named, or first_worker when it named none. The library sends the HELLOs of
+ * the later connections before it waits for any answer, so answering in
+ * order cannot stall.
+ */
+static void *worker_acceptor(void *arg)
+{
+	struct fake *t = arg;
+	struct frame hello = { .type = SLUICE_FRAME_HELLO,
+			       .hello = { .version = SLUICE_PROTOCOL_VERSION,
+					  .workers = t->workers,
+					  .max_frame = SLUICE_FRAME_DEFAULT_MAX,
+					  .window = FAKE_WINDOW,
+					  .name = (const uint8_t *)"sluiced",
+					  .name_len = 7 } };
+	uint8_t in[SLUICE_FRAME_HEADER_SIZE + FRAME_HELLO_BODY + SLUICE_NAME_MAX], out[64];
+	uint32_t len;
+	ssize_t n;
+	int fd;
+
+	for (t->nw = 0; t->nw < t->nw_expect && !t->accept_err;) {
+		fd = accept4(t->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0) {
+			t->accept_err = errno;
+			break;
+		}
+		t->wfd[t->nw++] = fd;
+		read_exactly(fd, in, SLUICE_FRAME_HEADER_SIZE, &t->accept_err);
+		len = (uint32_t)in[0] | (uint32_t)in[1] << 8;
+		if (t->accept_err || len < SLUICE_FRAME_HEADER_SIZE + FRAME_HELLO_BODY ||
+		    len > sizeof(in) || in[4] != SLUICE_FRAME_HELLO) {
+			t->accept_err = t->accept_err ? t->accept_err : EBADMSG;
+			break;
+		}
+		read_exactly(fd, in + SLUICE_FRAME_HEADER_SIZE, len - SLUICE_FRAME_HEADER_SIZE,
+			     &t->accept_err);
+		t->asked[t->nw - 1] = in[10];
+		if (t->refuse > 0 && (size_t)t->refuse == t->nw - 1) {
+			close(fd);
+			t->wfd[t->nw - 1] = -1;
+			continue;
+		}
+		hello.hello.worker = in[10] ? in[10] : t->first_worker;
+		if (t->wrong_worker && t->nw == t->nw_expect)
+			hello.hello.worker = t->first_worker;
+		n = frame_encode(out, sizeof(out), &hello);
+		if (n < 0 || write(fd, out, (size_t)n) != n)
+			t->accept_err = EIO;
+	}
+	return NULL;
+}
+
 static int fake_setup(void **state)
 {
 	struct timeval tv = { .tv_sec = WAIT_MS / 1000 };
@@ -197,6 +266,9 @@ static int fake_teardown(void **state)
 	struct fake *t = *state;
 
 	sluice_client_free(t->c);
+	for (size_t i = 0; i < t->nw; i++)
+		if (t->wfd[i] >= 0 && t->wfd[i] != t->fd)
+			close(t->wfd[i]);
 	if (t->fd >= 0)
 		close(t->fd);
 	close(t->lfd);
@@ -1179,6 +1251,223 @@ static void test_gather_overlap(void **state)
 #undef GATHER
 }
 
+/* Workers: one connection per daemon worker, one client to the caller. */
+
+static int connect_to_workers(struct fake *t, struct sluice_client_opts *opts)
+{
+	pthread_t th;
+	int r;
+
+	opts->path = t->path;
+	assert_int_equal(pthread_create(&th, NULL, worker_acceptor, t), 0);
+	r = sluice_client_connect(opts, &all_callbacks, t, &t->c);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	return r;
+}
+
+/* Makes the fake daemon's connection i the one send_*() and next_frame() use. */
+static void use_conn(struct fake *t, size_t i)
+{
+	assert_int_equal(t->rlen, 0);
+	t->fd = t->wfd[i];
+}
+
+static size_t count_fds(void)
+{
+	char path[64];
+	size_t n = 0;
+
+	for (int fd = 0; fd < 1024; fd++) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		n += access(path, F_OK) == 0;
+	}
+	return n;
+}
+
+/*
+ * A daemon with three workers serves the first connection by worker 2: the
+ * library opens connections for workers 1 and 3, sends the subscription on
+ * each, polls them through one epoll fd, and answers each flow on the
+ * connection it came on.
+ */
+static void test_workers(void **state)
+{
+	struct fake *t = *state;
+	struct sluice_client_opts opts = { .sz = sizeof(opts), .dirs = SLUICE_SUB_OUT };
+	size_t opens = 0, datas = 0;
+	int ptr;
+	struct frame f;
+
+	t->workers = 3;
+	t->first_worker = 2;
+	t->nw_expect = 3;
+	assert_int_equal(connect_to_workers(t, &opts), 0);
+	assert_int_equal(t->accept_err, 0);
+	assert_int_equal(t->asked[0], 0);
+	assert_int_equal(t->asked[1], 1);
+	assert_int_equal(t->asked[2], 3);
+	assert_int_equal(t->c->nconns, 3);
+	assert_true(t->c->epfd >= 0);
+	assert_int_equal(sluice_client_fd(t->c), t->c->epfd);
+
+	for (size_t i = 0; i < 3; i++) {
+		use_conn(t, i);
+		next_frame(t, &f);
+		assert_int_equal(f.type, SLUICE_FRAME_SUBSCRIBE);
+		assert_int_equal(f.subscribe.dirs, SLUICE_SUB_OUT);
+		send_open(t, 100 + i, SLUICE_OPEN_F_OUT_ONLY, 0);
+		send_data(t, 100 + i, SLUICE_DIR_OUT, 0, "abc");
+	}
+	assert_int_equal(dispatch(t), 0);
+	for (size_t i = 0; i < t->nevents; i++) {
+		opens += t->events[i].type == EV_OPEN;
+		datas += t->events[i].type == EV_DATA;
+	}
+	assert_int_equal(opens, 3);
+	assert_int_equal(datas, 3);
+
+	/* Verdicts given outside the callbacks go back on each flow's connection. */
+	for (size_t i = 0; i < 3; i++)
+		assert_int_equal(sluice_pass(t->c, 100 + i, SLUICE_DIR_OUT, 3), 0);
+	assert_int_equal(sluice_client_flush(t->c), 0);
+	for (size_t i = 0; i < 3; i++) {
+		use_conn(t, i);
+		assert_verdict(t, 100 + i, SLUICE_DIR_OUT, SLUICE_VERDICT_PASS, 3);
+		assert_no_frame(t);
+	}
+
+	/* And so do those the library gives itself. */
+	use_conn(t, 1);
+	send_eof(t, 101, SLUICE_DIR_OUT, 3);
+	assert_int_equal(dispatch(t), 0);
+	assert_verdict(t, 101, SLUICE_DIR_OUT, SLUICE_VERDICT_SHUTDOWN, 0);
+	assert_no_frame(t);
+	use_conn(t, 0);
+	assert_no_frame(t);
+	use_conn(t, 2);
+	assert_no_frame(t);
+
+	assert_int_equal(sluice_flow_set_user(t->c, 102, &ptr), 0);
+	assert_ptr_equal(sluice_flow_user(t->c, 102), &ptr);
+	send_close(t, 102, 0);
+	assert_int_equal(dispatch(t), 0);
+	assert_int_equal(t->events[t->nevents - 1].type, EV_CLOSE);
+	assert_int_equal(sluice_flow_set_user(t->c, 102, &ptr), -ENOENT);
+
+	/* A frame about a flow on another connection than its own ends the client. */
+	use_conn(t, 1);
+	send_close(t, 100, 0);
+	assert_int_equal(dispatch(t), -EPROTO);
+	assert_int_equal(sluice_pass(t->c, 101, SLUICE_DIR_OUT, 3), -EPROTO);
+	/* Every connection is shut down, not only the one at fault. */
+	for (size_t i = 0; i < 3; i++) {
+		uint8_t b;
+
+		assert_int_equal(read(t->wfd[i], &b, 1), 0);
+	}
+}
+
+/* A single-worker daemon gets one connection, polled directly, as before workers. */
+static void test_workers_one(void **state)
+{
+	struct fake *t = *state;
+	struct sluice_client_opts opts = { .sz = sizeof(opts) };
+
+	t->workers = 1;
+	t->first_worker = 1;
+	t->nw_expect = 1;
+	assert_int_equal(connect_to_workers(t, &opts), 0);
+	assert_int_equal(t->accept_err, 0);
+	assert_int_equal(t->asked[0], 0);
+	assert_int_equal(t->c->nconns, 1);
+	assert_int_equal(t->c->epfd, -1);
+	assert_int_equal(sluice_client_fd(t->c), t->c->conns[0].fd);
+}
+
+/*
+ * A later connection that fails fails the connect, leaving nothing open:
+ * one the daemon closes unanswered, and one served by a worker it did not
+ * ask for.
+ */
+static void test_workers_failed(void **state)
+{
+	for (int wrong = 0; wrong <= 1; wrong++) {
+		struct sluice_client_opts opts = { .sz = sizeof(opts) };
+		struct fake *t;
+		size_t before;
+
+		fake_setup((void **)&t);
+		before = count_fds();
+		t->workers = 3;
+		t->first_worker = 1;
+		t->nw_expect = 3;
+		if (wrong)
+			t->wrong_worker = true;
+		else
+			t->refuse = 1;
+		assert_int_equal(connect_to_workers(t, &opts), wrong ? -EPROTO : -ECONNRESET);
+		assert_null(t->c);
+		for (size_t i = 0; i < t->nw; i++)
+			if (t->wfd[i] >= 0)
+				close(t->wfd[i]);
+		t->nw = 0;
+		assert_int_equal(count_fds(), before);
+		fake_teardown((void **)&t);
+	}
+}
+
+/*
+ * Verdicts that wait for room in one connection's socket make the epoll fd
+ * readable once there is room, and only then: a caller that polls it for
+ * POLLIN neither stalls nor spins.
+ */
+static void test_workers_output_wait(void **state)
+{
+	static uint8_t big[1 << 20], buf[65536];
+	const size_t expect = sizeof(big) + FRAME_VERDICT_PREFIX;
+	struct fake *t = *state;
+	struct sluice_client_opts opts = { .sz = sizeof(opts) };
+	struct pollfd ep;
+	int small = 4096;
+	size_t got = 0;
+
+	t->workers = 2;
+	t->first_worker = 1;
+	t->nw_expect = 2;
+	assert_int_equal(connect_to_workers(t, &opts), 0);
+	ep = (struct pollfd){ .fd = sluice_client_fd(t->c), .events = POLLIN };
+	use_conn(t, 1);
+	send_open(t, 201, 0, 0);
+	assert_int_equal(dispatch(t), 0);
+
+	assert_int_equal(
+		setsockopt(t->c->conns[1].fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+	memset(big, 'x', sizeof(big));
+	assert_int_equal(sluice_inject(t->c, 201, SLUICE_DIR_IN, big, sizeof(big)), 0);
+	assert_int_equal(sluice_client_dispatch(t->c), 0);
+	assert_true(t->c->conns[1].out_pos < t->c->conns[1].out_len);
+	assert_int_equal(t->c->conns[1].ep_events, EPOLLIN | EPOLLOUT);
+	assert_int_equal(t->c->conns[0].ep_events, EPOLLIN);
+	assert_int_equal(poll(&ep, 1, 0), 0);
+
+	while (got < expect) {
+		struct pollfd fp = { .fd = t->wfd[1], .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&fp, 1, 0) == 1) {
+			n = read(t->wfd[1], buf, sizeof(buf));
+			assert_true(n > 0);
+			got += (size_t)n;
+			continue;
+		}
+		assert_int_equal(poll(&ep, 1, WAIT_MS), 1);
+		assert_int_equal(sluice_client_dispatch(t->c), 0);
+	}
+	assert_int_equal(got, expect);
+	assert_int_equal(t->c->conns[1].ep_events, EPOLLIN);
+	assert_int_equal(poll(&ep, 1, 0), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1204,6 +1493,10 @@ int main(void)
 		T(test_gather_emsgsize),
 		T(test_gather_args),
 		T(test_gather_overlap),
+		T(test_workers),
+		T(test_workers_one),
+		cmocka_unit_test(test_workers_failed),
+		T(test_workers_output_wait),
 #undef T
 	};
 
