@@ -129,27 +129,40 @@ struct sluice_client_opts {
 
 /*
  * Connects to the daemon and exchanges HELLO (blocking, at most a few
- * seconds). On success *ret_client is set and 0 returned; on failure
- * nothing is allocated and *ret_client is untouched. cb is copied; user is
- * passed to every callback.
+ * seconds). A daemon that runs several workers (event-loop threads, each
+ * with its own flows) gets one connection per worker, each with the same
+ * name, features and subscription; the client shows them as one, and each
+ * flow's verdicts go back on the connection it came on. If any of them
+ * cannot be made, the connect fails as a whole. On success *ret_client is
+ * set and 0 returned; on failure nothing is allocated or left open and
+ * *ret_client is untouched. cb is copied; user is passed to every callback.
  */
 int sluice_client_connect(const struct sluice_client_opts *opts, const struct sluice_callbacks *cb,
 			  void *user, struct sluice_client **ret_client);
 
-/* Closes the connection and frees the client. Accepts NULL. */
+/* Closes the connections and frees the client. Accepts NULL. */
 void sluice_client_free(struct sluice_client *c);
 
 /*
- * The socket, for callers that run their own poll loop: wait for POLLIN, and
- * call sluice_client_flush() before waiting if verdicts were given outside
- * sluice_client_dispatch() (they are only buffered until then).
+ * The fd to wait on, for callers that run their own poll loop: wait for
+ * POLLIN, then call sluice_client_dispatch(); call sluice_client_flush()
+ * before waiting if verdicts were given outside sluice_client_dispatch()
+ * (they are only buffered until then). With one connection it is the
+ * socket, which reports room for verdicts that sluice_client_dispatch()
+ * could not write as POLLOUT; with one connection per daemon worker it is
+ * an epoll fd over them, which reports both bytes to read and that room
+ * as POLLIN. The fd stays the same for the client's life; do not read,
+ * write or close it.
  */
 int sluice_client_fd(const struct sluice_client *c);
 
 /*
- * Reads what is available without blocking, runs the callbacks, and sends
- * buffered verdicts. Returns 0 when it should be called again, a negative
- * errno on failure (-ECONNRESET when the daemon closed the channel).
+ * Reads what is available without blocking (one read per connection that
+ * has bytes), runs the callbacks, and sends buffered verdicts. Returns 0
+ * when it should be called again, a negative errno on failure (-ECONNRESET
+ * when the daemon closed the channel). The connections are one channel:
+ * when one of them fails, the library closes them all and the client is
+ * dead.
  */
 int sluice_client_dispatch(struct sluice_client *c);
 
