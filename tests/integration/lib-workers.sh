@@ -46,6 +46,9 @@ run_case() {
 	rc=0
 	wait_pid "$filter" 10 || rc=$?
 	[ "$rc" -ne 124 ] || fail "$name: sluice-passthrough still runs after the daemon hung up"
+	# 1 is its status when the daemon closed the channel; anything else
+	# (a sanitizer's report, a crash) is a failure.
+	[ "$rc" -eq 1 ] || fail "$name: sluice-passthrough exited with status $rc, expected 1"
 	grep -qF "sluice-passthrough: daemon closed the channel" "$T/filter-$name.err" ||
 		fail "$name: sluice-passthrough did not report the daemon's close"
 
