@@ -19,10 +19,10 @@
 #define SLUICE_FRAME_DEFAULT_MAX (1024 * 1024 + 64)
 #define SLUICE_FRAME_HARD_MAX	 (16 * 1024 * 1024)
 
-#define SLUICE_NAME_MAX	      64
+#define SLUICE_NAME_MAX 64
 /* The most event-loop threads (workers) a daemon runs; HELLO numbers them
  * from 1. */
-#define SLUICE_WORKERS_MAX 64
+#define SLUICE_WORKERS_MAX    64
 #define SLUICE_COMM_MAX	      16
 #define SLUICE_ERROR_TEXT_MAX 256
 

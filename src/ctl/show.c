@@ -117,26 +117,28 @@ static const char *subscription(const struct jv *filter, char *buf, size_t len)
 
 static void print_filters(const struct jv *filters, const char *indent)
 {
-	static const char *const head[] = {
-		"ID", "NAME", "PID", "UID", "FLOWS", "QUEUED", "WANTS"
-	};
+	static const char *const head[] = { "ID",  "WORKER", "NAME",   "PID",
+					    "UID", "FLOWS",  "QUEUED", "WANTS" };
 	struct table t;
 
-	if (table_init(&t, 7, head, "r_rrrr_") < 0)
+	if (table_init(&t, 8, head, "rr_rrrr_") < 0)
 		return;
 	for (size_t i = 0; filters && i < filters->n; i++) {
 		const struct jv *f = &filters->items[i];
-		char id[24], pid[24], uid[24], flows[24], queued[24], wants[256];
-		const char *row[7] = { id, jv_str(f, "name", "?"), pid, uid, flows, queued, wants };
+		char id[24], worker[24], pid[24], uid[24], flows[24], queued[24], wants[256];
+		const char *row[8] = { id,     worker, jv_str(f, "name", "?"), pid, uid, flows,
+				       queued, wants };
 
 		snprintf(id, sizeof(id), "%llu", (unsigned long long)jv_u64(f, "id", 0));
+		snprintf(worker, sizeof(worker), "%llu",
+			 (unsigned long long)jv_u64(f, "worker", 0));
 		snprintf(pid, sizeof(pid), "%llu", (unsigned long long)jv_u64(f, "pid", 0));
 		snprintf(uid, sizeof(uid), "%llu", (unsigned long long)jv_u64(f, "uid", 0));
 		snprintf(flows, sizeof(flows), "%llu", (unsigned long long)jv_u64(f, "flows", 0));
 		fmt_bytes(jv_u64(f, "queued", 0), queued, sizeof(queued));
 		subscription(f, wants, sizeof(wants));
-		if (!*row[1])
-			row[1] = jv_bool(f, "ready", false) ? "(unnamed)" : "(no HELLO yet)";
+		if (!*row[2])
+			row[2] = jv_bool(f, "ready", false) ? "(unnamed)" : "(no HELLO yet)";
 		table_add(&t, row);
 	}
 	if (indent && *indent) {
@@ -181,8 +183,9 @@ int cmd_status(int argc, char **argv, struct ctl_opts *o)
 		return print_line(line);
 	}
 	mode = jv_str(v, "mode", "?");
-	printf("sluiced %s, pid %llu, %s mode, up %s%s\n", jv_str(v, "version", "?"),
+	printf("sluiced %s, pid %llu, %s mode, %llu worker%s, up %s%s\n", jv_str(v, "version", "?"),
 	       (unsigned long long)jv_u64(v, "pid", 0), mode,
+	       (unsigned long long)jv_u64(v, "workers", 1), jv_u64(v, "workers", 1) == 1 ? "" : "s",
 	       fmt_secs(jv_num(v, "uptime", 0), a, sizeof(a)),
 	       jv_bool(v, "draining", false) ? ", draining" : "");
 	if (!strcmp(mode, "listen")) {

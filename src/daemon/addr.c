@@ -135,3 +135,12 @@ void addr_from_wire(uint8_t family, uint16_t port, const uint8_t addr[16],
 		memcpy(&sin->sin_addr, addr, 4);
 	}
 }
+
+uint16_t addr_port(const struct sockaddr_storage *a)
+{
+	if (a->ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)a)->sin_port);
+	if (a->ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)a)->sin6_port);
+	return 0;
+}

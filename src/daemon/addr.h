@@ -19,6 +19,9 @@ const char *addr_format(const struct sockaddr_storage *a, char *buf);
 
 socklen_t addr_len(const struct sockaddr_storage *a);
 
+/* The port of an IPv4 or IPv6 address, in host order; 0 for others. */
+uint16_t addr_port(const struct sockaddr_storage *a);
+
 /* Family 4 or 6, port, and the address bytes as a frame carries them. */
 void addr_to_wire(const struct sockaddr_storage *a, uint8_t *ret_family, uint16_t *ret_port,
 		  uint8_t ret_addr[16]);

@@ -99,4 +99,5 @@ const struct backend backend_gateway = {
 	.start = gateway_start,
 	.quiesce = gateway_quiesce,
 	.stop = gateway_stop,
+	.listeners = redirect_listeners,
 };

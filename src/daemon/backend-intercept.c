@@ -115,4 +115,5 @@ const struct backend backend_intercept = {
 	.start = intercept_start,
 	.quiesce = intercept_quiesce,
 	.stop = intercept_stop,
+	.listeners = redirect_listeners,
 };

@@ -30,7 +30,7 @@ static int listen_start(struct daemon *d)
 	if (!l)
 		return -ENOMEM;
 	d->backend_state = l;
-	r = listener_open(d, l, &d->cfg.listen_addr, false, on_conn);
+	r = listener_open(d->loop, d, l, &d->cfg.listen_addr, false, on_conn);
 	if (r < 0) {
 		log_err("listen %s: %s", addr_format(&d->cfg.listen_addr, buf), strerror(-r));
 		return r;
@@ -51,8 +51,15 @@ static void listen_stop(struct daemon *d)
 	d->backend_state = NULL;
 }
 
+static struct listener *listen_listeners(struct daemon *d, unsigned *ret_count)
+{
+	*ret_count = d->backend_state ? 1 : 0;
+	return d->backend_state;
+}
+
 const struct backend backend_listen = {
 	.name = "listen",
 	.start = listen_start,
 	.stop = listen_stop,
+	.listeners = listen_listeners,
 };

@@ -9,6 +9,7 @@
 #define SLUICE_BACKEND_H
 
 struct daemon;
+struct listener;
 
 struct backend {
 	const char *name;
@@ -21,6 +22,9 @@ struct backend {
 	/* Stops accepting and removes what start() made. Safe to call after a
 	 * failed start() and after quiesce(). */
 	void (*stop)(struct daemon *d);
+	/* The listeners start() opened (some may be closed, fd -1), for the
+	 * other workers to share (listener_share). */
+	struct listener *(*listeners)(struct daemon *d, unsigned *ret_count);
 };
 
 extern const struct backend backend_listen;

@@ -89,16 +89,9 @@ struct orphans {
 struct channel {
 	struct daemon *d;
 	struct orphans *orphans;
-	struct io io;
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct client *clients;
 	struct client *rr; /* the next filter to get a flow */
 	struct client *dead;
-	unsigned next_id;
-	unsigned nclients;
-	struct timer backoff; /* accepting paused: out of descriptors */
-	bool warned_no_filter;
-	struct unixsock_access access;
 };
 
 static void client_drop(struct client *c, const char *fmt, ...)
@@ -140,9 +133,28 @@ void channel_client_info(const struct client *c, struct channel_client_info *ret
 	};
 }
 
-unsigned channel_client_count(const struct channel *ch)
+/*
+ * Publishes the ports this worker's ready filters want, for the other
+ * workers to see (a flow that no filter here wants moves to a worker where
+ * one does). Called when a filter becomes ready, subscribes or goes.
+ */
+static void publish_wanted(struct channel *ch)
 {
-	return ch->nclients;
+	uint64_t map[65536 / 64] = { 0 };
+
+	for (const struct client *c = ch->clients; c; c = c->next) {
+		if (!c->ready || c->dead)
+			continue;
+		if (!c->sub.nports) {
+			memset(map, 0xff, sizeof(map));
+			break;
+		}
+		for (unsigned i = 0; i < c->sub.nports; i++)
+			for (unsigned p = c->sub.ports[i].lo; p <= c->sub.ports[i].hi; p++)
+				map[p / 64] |= 1ull << (p % 64);
+	}
+	for (unsigned i = 0; i < 65536 / 64; i++)
+		SHARED_STORE(ch->d->wanted[i], map[i]);
 }
 
 const char *channel_orphan_name(const struct flow *f)
@@ -452,13 +464,14 @@ struct client *channel_pick(struct channel *ch, const struct flow *f, bool *ret_
 		}
 		c = ch->clients;
 	}
+	/* No filter here; none anywhere when no other worker has one. */
+	any = any || SHARED_LOAD(ch->d->top->ready) > 0;
 	*ret_none = !any;
-	if (!any && !ch->warned_no_filter) {
+	if (!any && !__atomic_exchange_n(&ch->d->top->warned_no_filter, true, __ATOMIC_RELAXED)) {
 		if (ch->d->cfg.on_failure == FAIL_CLOSED)
 			log_warn("no filter connected: new flows are refused (fail-closed)");
 		else
 			log_warn("no filter connected: flows pass unchanged (fail-open)");
-		ch->warned_no_filter = true;
 	}
 	return NULL;
 }
@@ -603,6 +616,15 @@ static int on_hello(struct client *c, const struct frame *f)
 		client_drop(c, "%s", text);
 		return -1;
 	}
+	if (f->hello.worker > c->ch->d->top->nworkers) {
+		char text[96];
+
+		snprintf(text, sizeof(text), "HELLO asks for worker %u; this daemon runs %u",
+			 f->hello.worker, c->ch->d->top->nworkers);
+		send_error(c, 0, SLUICE_ERR_PROTOCOL, SLUICE_FRAME_HELLO, text);
+		client_drop(c, "%s", text);
+		return -1;
+	}
 	for (size_t i = 0; i < n; i++)
 		c->name[i] = isprint(f->hello.name[i]) ? (char)f->hello.name[i] : '?';
 	c->name[n] = '\0';
@@ -612,9 +634,13 @@ static int on_hello(struct client *c, const struct frame *f)
 	c->sub_dirs = SLUICE_SUB_OUT | SLUICE_SUB_IN;
 	c->first_gen = flow_table_next_gen(c->ch->d->flows);
 	c->ready = true;
-	c->ch->warned_no_filter = false;
+	SHARED_ADD(c->ch->d->top->ready, 1);
+	SHARED_STORE(c->ch->d->top->warned_no_filter, false);
+	publish_wanted(c->ch);
 
 	reply.hello.version = SLUICE_PROTOCOL_VERSION;
+	reply.hello.worker = (uint8_t)(c->ch->d->index + 1);
+	reply.hello.workers = (uint8_t)c->ch->d->top->nworkers;
 	reply.hello.max_frame = c->ch->d->cfg.max_frame;
 	reply.hello.window = c->ch->d->cfg.window;
 	reply.hello.name = (const uint8_t *)"sluiced";
@@ -770,6 +796,7 @@ static int on_subscribe(struct client *c, const struct frame *fr)
 {
 	c->sub = fr->subscribe;
 	c->sub_dirs = fr->subscribe.dirs;
+	publish_wanted(c->ch);
 	log_info("%s subscribes to %s%s%s, %s", c->label, c->sub_dirs & SLUICE_SUB_OUT ? "out" : "",
 		 c->sub_dirs == (SLUICE_SUB_OUT | SLUICE_SUB_IN) ? " and " : "",
 		 c->sub_dirs & SLUICE_SUB_IN ? "in" : "",
@@ -1015,7 +1042,10 @@ static void client_drop(struct client *c, const char *fmt, ...)
 		c->next->prev = c->prev;
 	if (ch->rr == c)
 		ch->rr = c->next;
-	ch->nclients--;
+	if (c->ready) {
+		SHARED_SUB(ch->d->top->ready, 1);
+		publish_wanted(ch);
+	}
 
 	/* Its flows go on without a filter (what it left undecided passes), or
 	 * are reset, as --on-filter-failure says. */
@@ -1047,6 +1077,8 @@ static void client_drop(struct client *c, const char *fmt, ...)
 
 static void client_free(struct client *c)
 {
+	SHARED_SUB(c->ch->d->nclients, 1);
+	SHARED_SUB(c->ch->d->top->clients, 1);
 	shm_unmap(&c->fwd);
 	shm_unmap(&c->rev);
 	free(c->in);
@@ -1054,72 +1086,45 @@ static void client_free(struct client *c)
 	free(c);
 }
 
-static void on_backoff(struct timer *t)
+void channel_take(struct channel *ch, int fd, const struct ucred *cred)
 {
-	struct channel *ch = (struct channel *)((char *)t - offsetof(struct channel, backoff));
-
-	io_set(ch->d->loop, &ch->io, EPOLLIN);
-}
-
-static void on_accept(struct io *io, uint32_t revents)
-{
-	struct channel *ch = (struct channel *)((char *)io - offsetof(struct channel, io));
 	int size = CLIENT_SOCKBUF;
+	struct client *c;
 
-	for (;;) {
-		struct ucred cred;
-		struct client *c;
-		int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-		if (fd < 0) {
-			accept_failed(ch->d->loop, io, &ch->backoff, on_backoff, "filter socket");
-			return;
-		}
-		if (!unixsock_peer_allowed(fd, &ch->access, &cred)) {
-			log_warn("filter socket: refusing pid %d, uid %u, gid %u: not root%s",
-				 (int)cred.pid, (unsigned)cred.uid, (unsigned)cred.gid,
-				 ch->access.has_group ? " nor in the --group" : " (see --group)");
-			close(fd);
-			continue;
-		}
-		if (ch->nclients >= ch->d->cfg.max_filters) {
-			log_warn("filter socket: refusing pid %d: already %u filters "
-				 "(--max-filters)",
-				 (int)cred.pid, ch->nclients);
-			close(fd);
-			continue;
-		}
-		c = calloc(1, sizeof(*c));
-		if (c)
-			c->in = malloc(client_inbuf(ch));
-		if (!c || !c->in) {
-			log_err("filter socket: no memory for a client");
-			if (c)
-				free(c);
-			close(fd);
-			continue;
-		}
-		/* Bigger buffers mean fewer wake-ups per byte on the data path;
-		 * the FORCE variants pass the sysctl limits when we are root. */
-		if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) < 0)
-			setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
-		if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
-			setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
-		c->ch = ch;
-		c->id = ++ch->next_id;
-		c->pid = cred.pid;
-		c->uid = cred.uid;
-		snprintf(c->label, sizeof(c->label), "filter %u", c->id);
-		io_init(&c->io, fd, on_client);
-		c->next = ch->clients;
-		if (ch->clients)
-			ch->clients->prev = c;
-		ch->clients = c;
-		ch->nclients++;
-		log_info("%s connected: pid %d, uid %u", c->label, (int)c->pid, (unsigned)c->uid);
-		if (io_set(ch->d->loop, &c->io, EPOLLIN) < 0)
-			client_drop(c, "epoll: %s", strerror(errno));
+	c = calloc(1, sizeof(*c));
+	if (c)
+		c->in = malloc(client_inbuf(ch));
+	if (!c || !c->in) {
+		log_err("filter socket: no memory for a client");
+		free(c);
+		close(fd);
+		SHARED_SUB(ch->d->nclients, 1);
+		SHARED_SUB(ch->d->top->clients, 1);
+		return;
 	}
+	/* Bigger buffers mean fewer wake-ups per byte on the data path; the
+	 * FORCE variants pass the sysctl limits when we are root. */
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	c->ch = ch;
+	c->id = SHARED_ADD(ch->d->top->next_client, 1);
+	c->pid = cred->pid;
+	c->uid = cred->uid;
+	snprintf(c->label, sizeof(c->label), "filter %u", c->id);
+	io_init(&c->io, fd, on_client);
+	c->next = ch->clients;
+	if (ch->clients)
+		ch->clients->prev = c;
+	ch->clients = c;
+	if (ch->d->top->nworkers > 1)
+		log_info("%s connected: pid %d, uid %u, worker %u", c->label, (int)c->pid,
+			 (unsigned)c->uid, ch->d->index + 1);
+	else
+		log_info("%s connected: pid %d, uid %u", c->label, (int)c->pid, (unsigned)c->uid);
+	if (io_set(ch->d->loop, &c->io, EPOLLIN) < 0)
+		client_drop(c, "epoll: %s", strerror(errno));
 }
 
 /*
@@ -1184,33 +1189,17 @@ static void after_batch(void *arg)
 	}
 }
 
-int channel_new(struct daemon *d, const char *path, struct channel **ret_channel)
+int channel_new(struct daemon *d, struct channel **ret_channel)
 {
 	struct channel *ch;
-	int fd, r;
+	int r;
 
 	ch = calloc(1, sizeof(*ch));
 	if (!ch)
 		return -ENOMEM;
 	ch->d = d;
-	if (d->cfg.group && unixsock_group(d->cfg.group, &ch->access) < 0) {
-		free(ch);
-		return -ENOENT;
-	}
-	snprintf(ch->path, sizeof(ch->path), "%s", path);
-	fd = unixsock_listen(path, &ch->access);
-	if (fd < 0) {
-		free(ch);
-		return fd;
-	}
-	io_init(&ch->io, fd, on_accept);
-	r = io_set(d->loop, &ch->io, EPOLLIN);
-	if (r >= 0)
-		r = loop_defer(d->loop, after_batch, ch);
+	r = loop_defer(d->loop, after_batch, ch);
 	if (r < 0) {
-		io_remove(d->loop, &ch->io);
-		close(fd);
-		unlink(path);
 		free(ch);
 		return r;
 	}
@@ -1227,9 +1216,5 @@ void channel_free(struct channel *ch)
 	while (ch->orphans)
 		on_grace_over(&ch->orphans->timer);
 	after_batch(ch);
-	timer_cancel(ch->d->loop, &ch->backoff);
-	io_remove(ch->d->loop, &ch->io);
-	close(ch->io.fd);
-	unlink(ch->path);
 	free(ch);
 }

@@ -23,9 +23,16 @@ struct client;
 struct flow;
 struct frame_subscribe;
 
-int channel_new(struct daemon *d, const char *path, struct channel **ret_channel);
-/* Closes every client (their flows go on unfiltered) and the socket. */
+/* A worker's filter clients. The filter socket itself is the door's
+ * (door.h), in the main thread. */
+int channel_new(struct daemon *d, struct channel **ret_channel);
+/* Closes every client (their flows go on unfiltered). */
 void channel_free(struct channel *ch);
+
+/* Makes fd, a connection accepted on the filter socket from the peer cred
+ * (counted in top->clients already), a filter client of this worker. */
+struct ucred;
+void channel_take(struct channel *ch, int fd, const struct ucred *cred);
 
 /*
  * The filter a new flow goes to: the next, in turn, of those that want its
@@ -88,7 +95,6 @@ struct channel_client_info {
 /* The clients of ch, newest first: NULL gives the first; NULL after the last. */
 const struct client *channel_next_client(const struct channel *ch, const struct client *c);
 void channel_client_info(const struct client *c, struct channel_client_info *ret);
-unsigned channel_client_count(const struct channel *ch);
 
 /* The name of the filter an orphaned flow waits for (--filter-grace-seconds),
  * or NULL. */

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 #include <arpa/inet.h>
+#include <sched.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "addr.h"
 #include "config.h"
@@ -56,7 +58,8 @@ static const char usage[] =
 	"  --verdict-timeout N     a filter that reads nothing sent to it for N s has\n"
 	"                          failed (default 30)\n"
 	"  --idle-timeout N        reset flows idle for N s (default 0: never)\n"
-	"  --max-filters N         filter connections at once (default 16)\n"
+	"  --max-filters N         filter connections at once (default 16 per worker)\n"
+	"  --workers N             event-loop threads (default: one per core; 1 to 64)\n"
 	"  --max-frame BYTES       largest frame a filter may send (default 1M+64; 64K to 16M)\n"
 	"  --max-inflight BYTES    data bytes queued to one filter (default 1M; 64K to 64M)\n"
 	"  --group GROUP           members may use the sockets too (default: root only)\n"
@@ -65,6 +68,21 @@ static const char usage[] =
 	"  --help, --version\n";
 
 static int fail(char *msg, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* One event-loop thread per core this process may run on. */
+static unsigned default_workers(void)
+{
+	cpu_set_t set;
+	int n = 0;
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0)
+		n = CPU_COUNT(&set);
+	if (n <= 0)
+		n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (n <= 0)
+		n = 1;
+	return n > SLUICE_WORKERS_MAX ? SLUICE_WORKERS_MAX : (unsigned)n;
+}
 
 static int fail(char *msg, size_t len, const char *fmt, ...)
 {
@@ -269,6 +287,7 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 		OPT_VERDICT_TIMEOUT,
 		OPT_IDLE,
 		OPT_MAX_FILTERS,
+		OPT_WORKERS,
 		OPT_MAX_FRAME,
 		OPT_MAX_INFLIGHT,
 		OPT_GROUP,
@@ -298,6 +317,7 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 		{ "verdict-timeout", required_argument, NULL, OPT_VERDICT_TIMEOUT },
 		{ "idle-timeout", required_argument, NULL, OPT_IDLE },
 		{ "max-filters", required_argument, NULL, OPT_MAX_FILTERS },
+		{ "workers", required_argument, NULL, OPT_WORKERS },
 		{ "max-frame", required_argument, NULL, OPT_MAX_FRAME },
 		{ "max-inflight", required_argument, NULL, OPT_MAX_INFLIGHT },
 		{ "group", required_argument, NULL, OPT_GROUP },
@@ -323,7 +343,6 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 		.drain_seconds = DEFAULT_DRAIN_SECONDS,
 		.on_failure = FAIL_OPEN,
 		.verdict_timeout = DEFAULT_VERDICT_TIMEOUT,
-		.max_filters = DEFAULT_MAX_FILTERS,
 		.max_frame = DEFAULT_MAX_FRAME,
 		.max_inflight = DEFAULT_MAX_INFLIGHT,
 		.log_level = LOG_INFO,
@@ -460,6 +479,12 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 					    optarg);
 			cfg->max_filters = (uint32_t)v;
 			break;
+		case OPT_WORKERS:
+			if (parse_uint(optarg, SLUICE_WORKERS_MAX, &v) < 0 || !v)
+				return fail(msg, len, "--workers: '%s' is not 1 to %d", optarg,
+					    SLUICE_WORKERS_MAX);
+			cfg->workers = (unsigned)v;
+			break;
 		case OPT_MAX_FRAME:
 			if (parse_size(optarg, SLUICE_FRAME_HARD_MAX, &v) < 0 || v < 65536)
 				return fail(msg, len,
@@ -527,6 +552,13 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 	}
 	if (optind < argc)
 		return fail(msg, len, "unexpected argument '%s' (see --help)", argv[optind]);
+	if (!cfg->workers)
+		cfg->workers = default_workers();
+	/* A libsluice filter connects once to each worker. */
+	if (!cfg->max_filters)
+		cfg->max_filters = DEFAULT_MAX_FILTERS * cfg->workers > 1024
+					   ? 1024
+					   : DEFAULT_MAX_FILTERS * cfg->workers;
 	if (modes + (have_listen || have_upstream) > 1)
 		return fail(msg, len,
 			    "choose one mode: --listen/--upstream, --intercept or --gateway");

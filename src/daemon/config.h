@@ -22,7 +22,7 @@
 #define DEFAULT_MARK		0x5c1ce
 #define DEFAULT_DRAIN_SECONDS	5
 #define DEFAULT_VERDICT_TIMEOUT 30
-#define DEFAULT_MAX_FILTERS	16
+#define DEFAULT_MAX_FILTERS	16 /* per worker */
 #define DEFAULT_MAX_FRAME	(1024 * 1024 + 64)
 #define DEFAULT_MAX_INFLIGHT	(1024 * 1024)
 #define MAX_LIST		32
@@ -86,6 +86,7 @@ struct config {
 	unsigned verdict_timeout; /* seconds a filter may sit on offered bytes */
 	unsigned idle_timeout;	  /* seconds without a byte either way; 0: never */
 	uint32_t max_filters;
+	unsigned workers;      /* event-loop threads, 1 to SLUICE_WORKERS_MAX */
 	uint32_t max_frame;    /* largest frame accepted from a filter */
 	uint32_t max_inflight; /* DATA bytes queued to one filter */
 	const char *group;     /* may use the sockets, besides root */

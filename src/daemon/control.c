@@ -31,14 +31,15 @@ struct ctl_client {
 	size_t in_len;
 	struct json_writer out;
 	bool streaming;	 /* a flow list is being made, CONTROL_CHUNK at a time */
-	uint32_t cursor; /* ... and this is the next flow table slot */
+	unsigned worker; /* ... and this is the worker whose flows come next, */
+	uint32_t cursor; /* ... from this flow table slot */
 	bool eof;	 /* the client will send no more */
 	bool closing;	 /* close once the output is sent */
 	struct ctl_client *next, *prev;
 };
 
 struct control {
-	struct daemon *d;
+	struct sluiced *top;
 	struct io io;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct unixsock_access access;
@@ -57,7 +58,7 @@ static void client_close(struct ctl_client *c)
 {
 	struct control *ctl = c->ctl;
 
-	io_remove(ctl->d->loop, &c->io);
+	io_remove(ctl->top->loop, &c->io);
 	close(c->io.fd);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -80,13 +81,14 @@ static void answer_error(struct ctl_client *c, const char *text)
 
 /* Listings. */
 
-static void write_filter(struct json_writer *w, const struct client *cl)
+static void write_filter(struct json_writer *w, const struct client *cl, unsigned worker)
 {
 	struct channel_client_info ci;
 
 	channel_client_info(cl, &ci);
 	json_object_begin(w, NULL);
 	json_uint(w, "id", ci.id);
+	json_uint(w, "worker", worker);
 	json_string(w, "name", ci.name);
 	json_uint(w, "pid", (uint64_t)ci.pid);
 	json_uint(w, "uid", ci.uid);
@@ -117,13 +119,44 @@ static void write_filter(struct json_writer *w, const struct client *cl)
 	json_object_end(w);
 }
 
-static void write_filters(struct json_writer *w, const struct channel *ch)
+/*
+ * A worker's flows and filters are its own: the main thread reads them by
+ * running a function in the worker's thread (inbox_visit) while it waits,
+ * writing straight into the answer.
+ */
+struct visit {
+	struct daemon *d;
+	struct ctl_client *c;
+	void *arg;
+	bool done;
+};
+
+static void visit_each(struct sluiced *top, struct ctl_client *c, job_fn fn, void *arg)
 {
-	json_array_begin(w, "filters");
+	for (unsigned i = 0; i < top->nworkers; i++) {
+		struct visit v = { .d = top->workers[i], .c = c, .arg = arg };
+
+		inbox_visit(&v.d->inbox, fn, &v);
+		if (v.done)
+			return;
+	}
+}
+
+static void write_worker_filters(void *arg)
+{
+	struct visit *v = arg;
+	const struct channel *ch = v->d->channel;
+
 	for (const struct client *cl = channel_next_client(ch, NULL); cl;
 	     cl = channel_next_client(ch, cl))
-		write_filter(w, cl);
-	json_array_end(w);
+		write_filter(&v->c->out, cl, v->d->index + 1);
+}
+
+static void write_filters(struct ctl_client *c)
+{
+	json_array_begin(&c->out, "filters");
+	visit_each(c->ctl->top, c, write_worker_filters, NULL);
+	json_array_end(&c->out);
 }
 
 /*
@@ -166,25 +199,46 @@ static void write_backend(struct json_writer *w, const struct daemon *d)
 	}
 }
 
+static void write_worker_backend(void *arg)
+{
+	struct visit *v = arg;
+
+	write_backend(&v->c->out, v->d);
+}
+
+static void count_worker_flows(void *arg)
+{
+	struct visit *v = arg;
+
+	*(unsigned *)v->arg += flow_table_count(v->d->flows);
+}
+
 static void cmd_status(struct ctl_client *c, const struct json_request *req)
 {
-	struct daemon *d = c->ctl->d;
+	struct sluiced *top = c->ctl->top;
 	struct json_writer *w = &c->out;
-	const uint64_t *m = metrics.c;
+	struct visit first = { .d = top->workers[0], .c = c };
+	struct metrics sum;
+	const uint64_t *m = sum.c;
+	unsigned nflows = 0;
 
+	metrics_sum(top, &sum);
+	visit_each(top, c, count_worker_flows, &nflows);
 	json_object_begin(w, NULL);
 	json_string(w, "version", SLUICE_VERSION);
-	json_string(w, "mode", mode_names[d->cfg.mode]);
+	json_string(w, "mode", mode_names[top->cfg.mode]);
 	json_uint(w, "pid", (uint64_t)getpid());
-	json_millis(w, "uptime", loop_now_ms() - metrics.started_ms);
-	write_backend(w, d);
-	json_string(w, "policy", d->cfg.on_failure == FAIL_CLOSED ? "fail-closed" : "fail-open");
-	json_string(w, "filter_socket", d->cfg.filter_socket);
-	json_uint(w, "window", d->cfg.window);
-	json_bool(w, "draining", d->draining);
-	write_filters(w, d->channel);
+	json_millis(w, "uptime", loop_now_ms() - sum.started_ms);
+	/* Worker 0 opened the listeners and owns the rules. */
+	inbox_visit(&first.d->inbox, write_worker_backend, &first);
+	json_string(w, "policy", top->cfg.on_failure == FAIL_CLOSED ? "fail-closed" : "fail-open");
+	json_string(w, "filter_socket", top->cfg.filter_socket);
+	json_uint(w, "window", top->cfg.window);
+	json_uint(w, "workers", top->nworkers);
+	json_bool(w, "draining", top->draining);
+	write_filters(c);
 	json_object_begin(w, "totals");
-	json_uint(w, "flows_open", flow_table_count(d->flows));
+	json_uint(w, "flows_open", nflows);
 	json_uint(w, "flows_opened", m[M_FLOWS_OPENED]);
 	json_uint(w, "flows_closed", m[M_FLOWS_CLOSED]);
 	json_uint(w, "resets", m[M_FLOWS_RESET]);
@@ -198,7 +252,7 @@ static void cmd_status(struct ctl_client *c, const struct json_request *req)
 static void cmd_filters(struct ctl_client *c, const struct json_request *req)
 {
 	json_object_begin(&c->out, NULL);
-	write_filters(&c->out, c->ctl->d->channel);
+	write_filters(c);
 	json_object_end(&c->out);
 	json_end_line(&c->out);
 }
@@ -266,6 +320,7 @@ static void write_flow(struct json_writer *w, const struct flow *f, uint64_t now
 	json_string(w, "id", id);
 	snprintf(id, sizeof(id), "%016llx", (unsigned long long)f->id);
 	json_string(w, "hex", id);
+	json_uint(w, "worker", f->d->index + 1);
 	json_string(w, "state", flow_state_name(f));
 	json_string(w, "app", addr_format(&f->app_addr, buf));
 	json_string(w, "dst", addr_format(&f->dst_addr, buf));
@@ -301,24 +356,47 @@ static void write_flow(struct json_writer *w, const struct flow *f, uint64_t now
 	json_object_end(w);
 }
 
-/* Adds flows from the cursor on until a chunk is made or the table ends;
- * then closes the answer. */
-static void produce_flows(struct ctl_client *c)
+/* In a worker: its flows from the cursor on, until a chunk is made or its
+ * table ends (then done). */
+static void write_worker_flows(void *arg)
 {
-	struct flow_table *t = c->ctl->d->flows;
+	struct visit *v = arg;
+	struct ctl_client *c = v->c;
 	uint64_t now = loop_now_ms();
 	struct flow *f;
 
 	while (json_pending(&c->out) < CONTROL_CHUNK && !c->out.failed) {
-		f = flow_table_next(t, &c->cursor);
+		f = flow_table_next(v->d->flows, &c->cursor);
 		if (!f) {
+			v->done = true;
+			return;
+		}
+		write_flow(&c->out, f, now);
+	}
+}
+
+/* Adds flows from the cursor on until a chunk is made or the last worker's
+ * table ends; then closes the answer. */
+static void produce_flows(struct ctl_client *c)
+{
+	struct sluiced *top = c->ctl->top;
+
+	while (json_pending(&c->out) < CONTROL_CHUNK && !c->out.failed) {
+		struct visit v = { .c = c };
+
+		if (c->worker == top->nworkers) {
 			json_array_end(&c->out);
 			json_object_end(&c->out);
 			json_end_line(&c->out);
 			c->streaming = false;
 			return;
 		}
-		write_flow(&c->out, f, now);
+		v.d = top->workers[c->worker];
+		inbox_visit(&v.d->inbox, write_worker_flows, &v);
+		if (v.done) {
+			c->worker++;
+			c->cursor = 0;
+		}
 	}
 }
 
@@ -327,6 +405,7 @@ static void cmd_flows(struct ctl_client *c, const struct json_request *req)
 	json_object_begin(&c->out, NULL);
 	json_array_begin(&c->out, "flows");
 	c->streaming = true;
+	c->worker = 0;
 	c->cursor = 0;
 	produce_flows(c);
 }
@@ -361,11 +440,26 @@ static int parse_flow_id(const char *s, uint64_t *ret)
 	return 0;
 }
 
+/* In a worker: resets the flow if it is one of its own. */
+static void kill_worker_flow(void *arg)
+{
+	struct visit *v = arg;
+	struct flow *f = flow_lookup(v->d->flows, *(const uint64_t *)v->arg);
+	char why[96];
+
+	if (!f)
+		return;
+	snprintf(why, sizeof(why), "killed on the control socket by pid %d, uid %u",
+		 (int)v->c->cred.pid, (unsigned)v->c->cred.uid);
+	relay_reset(f, 0, why);
+	v->done = true;
+}
+
 static void cmd_kill(struct ctl_client *c, const struct json_request *req)
 {
 	const struct json_field *fl = json_request_get(req, "flow");
-	char why[96], id[48];
-	struct flow *f;
+	struct visit probe = { .c = c };
+	char id[48];
 	uint64_t v;
 
 	if (!fl || fl->type != JSON_STRING) {
@@ -376,15 +470,16 @@ static void cmd_kill(struct ctl_client *c, const struct json_request *req)
 		answer_error(c, "bad flow id: use SLOT:GEN or the hex id");
 		return;
 	}
-	f = flow_lookup(c->ctl->d->flows, v);
-	if (!f) {
+	probe.arg = &v;
+	for (unsigned i = 0; i < c->ctl->top->nworkers && !probe.done; i++) {
+		probe.d = c->ctl->top->workers[i];
+		inbox_visit(&probe.d->inbox, kill_worker_flow, &probe);
+	}
+	if (!probe.done) {
 		answer_error(c, "no such flow");
 		return;
 	}
-	snprintf(id, sizeof(id), FLOW_ID_FMT, FLOW_ID_ARGS(f->id));
-	snprintf(why, sizeof(why), "killed on the control socket by pid %d, uid %u",
-		 (int)c->cred.pid, (unsigned)c->cred.uid);
-	relay_reset(f, 0, why);
+	snprintf(id, sizeof(id), FLOW_ID_FMT, FLOW_ID_ARGS(v));
 	json_object_begin(&c->out, NULL);
 	json_bool(&c->out, "ok", true);
 	json_string(&c->out, "flow", id);
@@ -526,11 +621,11 @@ static void client_step(struct ctl_client *c)
 			break;
 	}
 	if (json_pending(&c->out) || c->streaming) {
-		if (io_set(c->ctl->d->loop, &c->io, EPOLLOUT) < 0)
+		if (io_set(c->ctl->top->loop, &c->io, EPOLLOUT) < 0)
 			client_close(c);
 	} else if (c->eof) {
 		client_close(c);
-	} else if (io_set(c->ctl->d->loop, &c->io, EPOLLIN) < 0) {
+	} else if (io_set(c->ctl->top->loop, &c->io, EPOLLIN) < 0) {
 		client_close(c);
 	}
 }
@@ -572,7 +667,7 @@ static void on_backoff(struct timer *t)
 {
 	struct control *ctl = (struct control *)((char *)t - offsetof(struct control, backoff));
 
-	io_set(ctl->d->loop, &ctl->io, EPOLLIN);
+	io_set(ctl->top->loop, &ctl->io, EPOLLIN);
 }
 
 static void on_accept(struct io *io, uint32_t revents)
@@ -585,7 +680,7 @@ static void on_accept(struct io *io, uint32_t revents)
 		int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
-			accept_failed(ctl->d->loop, io, &ctl->backoff, on_backoff,
+			accept_failed(ctl->top->loop, io, &ctl->backoff, on_backoff,
 				      "control socket");
 			return;
 		}
@@ -618,20 +713,20 @@ static void on_accept(struct io *io, uint32_t revents)
 		ctl->clients = c;
 		ctl->nclients++;
 		log_debug("control: pid %d, uid %u connected", (int)cred.pid, (unsigned)cred.uid);
-		if (io_set(ctl->d->loop, &c->io, EPOLLIN) < 0)
+		if (io_set(ctl->top->loop, &c->io, EPOLLIN) < 0)
 			client_close(c);
 	}
 }
 
-int control_new(struct daemon *d, const char *path, struct control **ret_control)
+int control_new(struct sluiced *top, const char *path, struct control **ret_control)
 {
 	struct control *ctl = calloc(1, sizeof(*ctl));
 	int fd, r;
 
 	if (!ctl)
 		return -ENOMEM;
-	ctl->d = d;
-	if (d->cfg.group && unixsock_group(d->cfg.group, &ctl->access) < 0) {
+	ctl->top = top;
+	if (top->cfg.group && unixsock_group(top->cfg.group, &ctl->access) < 0) {
 		free(ctl);
 		return -ENOENT;
 	}
@@ -642,7 +737,7 @@ int control_new(struct daemon *d, const char *path, struct control **ret_control
 		return fd;
 	}
 	io_init(&ctl->io, fd, on_accept);
-	r = io_set(d->loop, &ctl->io, EPOLLIN);
+	r = io_set(top->loop, &ctl->io, EPOLLIN);
 	if (r < 0) {
 		close(fd);
 		unlink(path);
@@ -653,19 +748,19 @@ int control_new(struct daemon *d, const char *path, struct control **ret_control
 	return 0;
 }
 
-int control_open(struct daemon *d)
+int control_open(struct sluiced *top)
 {
-	const char *path = d->cfg.control_socket;
-	int r = control_new(d, path, &d->control);
-	const char *why = r == -EADDRINUSE		 ? "another sluiced is listening there"
-			  : r == -ENOENT && d->cfg.group ? "no such --group"
-							 : strerror(-r);
+	const char *path = top->cfg.control_socket;
+	int r = control_new(top, path, &top->control);
+	const char *why = r == -EADDRINUSE		   ? "another sluiced is listening there"
+			  : r == -ENOENT && top->cfg.group ? "no such --group"
+							   : strerror(-r);
 
 	if (r == 0) {
 		log_info("control socket %s", path);
 		return 0;
 	}
-	if (d->cfg.control_set) {
+	if (top->cfg.control_set) {
 		log_err("control socket %s: %s", path, why);
 		return r;
 	}
@@ -679,8 +774,8 @@ void control_free(struct control *ctl)
 		return;
 	while (ctl->clients)
 		client_close(ctl->clients);
-	timer_cancel(ctl->d->loop, &ctl->backoff);
-	io_remove(ctl->d->loop, &ctl->io);
+	timer_cancel(ctl->top->loop, &ctl->backoff);
+	io_remove(ctl->top->loop, &ctl->io);
 	close(ctl->io.fd);
 	unlink(ctl->path);
 	free(ctl);

@@ -25,14 +25,14 @@
 #define CONTROL_MAX_CLIENTS 16
 #define CONTROL_CHUNK	    (64 * 1024)
 
-struct daemon;
+struct sluiced;
 struct control;
 
 /*
  * Listens on path. Returns 0, -ENOENT for an unknown --group, -EADDRINUSE
  * when a live daemon answers there, or another -errno; logs nothing.
  */
-int control_new(struct daemon *d, const char *path, struct control **ret_control);
+int control_new(struct sluiced *top, const char *path, struct control **ret_control);
 
 /*
  * Opens d->cfg.control_socket as d->control, and logs what it did. A path
@@ -41,7 +41,7 @@ int control_new(struct daemon *d, const char *path, struct control **ret_control
  * run without privileges): then the daemon goes on without a control
  * socket, with a warning, and 0 is returned.
  */
-int control_open(struct daemon *d);
+int control_open(struct sluiced *top);
 
 /* Closes every client and the socket, and removes the socket file.
  * Accepts NULL. */

@@ -15,7 +15,6 @@ struct flow_table {
 	uint32_t count; /* live flows */
 	uint32_t *free; /* stack of free slot numbers below cap */
 	uint32_t nfree;
-	uint64_t next_gen; /* 40 bits; starts at 1 so no id is 0 */
 	struct flow *dead; /* released, freed after the batch */
 };
 
@@ -44,7 +43,6 @@ int flow_table_new(struct daemon *d, uint32_t max_flows, struct flow_table **ret
 		return -ENOMEM;
 	t->d = d;
 	t->max = max_flows;
-	t->next_gen = 1;
 	r = loop_defer(d->loop, free_dead, t);
 	if (r < 0) {
 		free(t);
@@ -104,34 +102,38 @@ static int grow(struct flow_table *t)
 
 struct flow *flow_new(struct flow_table *t, int *ret_err)
 {
+	struct sluiced *top = t->d->top;
 	struct flow *f;
 	uint32_t slot;
-	int r;
+	int r = 0;
 
-	if (t->count >= t->max) {
-		*ret_err = -EMFILE;
-		return NULL;
+	/* --max-flows counts the flows of every worker. */
+	if (SHARED_ADD(top->flows, 1) > t->max) {
+		r = -EMFILE;
+		goto fail;
 	}
-	if (!t->nfree) {
+	if (!t->nfree)
 		r = grow(t);
-		if (r < 0) {
-			*ret_err = r;
-			return NULL;
-		}
-	}
-	f = calloc(1, sizeof(*f));
+	f = r < 0 ? NULL : calloc(1, sizeof(*f));
 	if (!f) {
-		*ret_err = -ENOMEM;
-		return NULL;
+		r = r < 0 ? r : -ENOMEM;
+		goto fail;
 	}
 	slot = t->free[--t->nfree];
-	f->id = (t->next_gen++ << FLOW_SLOT_BITS) | slot;
+	/* Generations come from one counter for all workers, so that an id
+	 * names one flow of the whole daemon; it starts at 1, so no id is 0. */
+	f->id = (SHARED_ADD(top->next_gen, 1) << FLOW_SLOT_BITS) | slot;
 	f->d = t->d;
 	f->sock[0].io.fd = f->sock[1].io.fd = -1;
 	f->sock[0].flow = f->sock[1].flow = f;
 	t->slots[slot] = f;
 	t->count++;
+	SHARED_STORE(t->d->nflows, t->count);
 	return f;
+fail:
+	SHARED_SUB(top->flows, 1);
+	*ret_err = r;
+	return NULL;
 }
 
 void flow_release(struct flow_table *t, struct flow *f)
@@ -144,6 +146,8 @@ void flow_release(struct flow_table *t, struct flow *f)
 	t->slots[slot] = NULL;
 	t->free[t->nfree++] = slot;
 	t->count--;
+	SHARED_STORE(t->d->nflows, t->count);
+	SHARED_SUB(t->d->top->flows, 1);
 	f->dead_next = t->dead;
 	t->dead = f;
 }
@@ -164,12 +168,12 @@ bool flow_id_plausible(const struct flow_table *t, uint64_t id, uint64_t since)
 	uint32_t slot = (uint32_t)(id & (FLOW_SLOT_MAX - 1));
 	uint64_t gen = id >> FLOW_SLOT_BITS;
 
-	return slot < t->cap && gen >= since && gen < t->next_gen;
+	return slot < t->cap && gen >= since && gen <= SHARED_LOAD(t->d->top->next_gen);
 }
 
 uint64_t flow_table_next_gen(const struct flow_table *t)
 {
-	return t->next_gen;
+	return SHARED_LOAD(t->d->top->next_gen) + 1;
 }
 
 uint32_t flow_table_count(const struct flow_table *t)

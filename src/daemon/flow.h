@@ -42,9 +42,9 @@ struct flow_dir {
 	 * against the window like bytes in the ring; the two never hold
 	 * bytes at the same time, so order is kept.
 	 */
-	int pipe[2];	     /* -1 until first needed */
-	size_t pipe_cap;     /* the pipe's size */
-	size_t in_pipe;	     /* bytes read into it, not yet written out */
+	int pipe[2];	 /* -1 until first needed */
+	size_t pipe_cap; /* the pipe's size */
+	size_t in_pipe;	 /* bytes read into it, not yet written out */
 	/* Bytes to offer again (after a peek, or to a filter taking the flow
 	 * back), sent in frames as the channel has room; an EOF to tell
 	 * after them. */

@@ -22,12 +22,19 @@
  * socket and a pipe (two ends) per spliced direction. */
 #define FLOW_FDS 5
 
+/* The interest of a listener: with several workers polling one listening
+ * socket, each new connection wakes one of them, not all. */
+static uint32_t listen_events(const struct listener *l)
+{
+	return l->d && l->d->top->nworkers > 1 ? EPOLLIN | EPOLLEXCLUSIVE : EPOLLIN;
+}
+
 static void on_backoff(struct timer *t)
 {
 	struct listener *l = (struct listener *)((char *)t - offsetof(struct listener, backoff));
 
 	if (l->io.fd >= 0)
-		io_set(l->d->loop, &l->io, EPOLLIN);
+		io_set(l->loop, &l->io, listen_events(l));
 }
 
 /* The process's descriptor limit, read once: it does not change under us. */
@@ -98,19 +105,21 @@ static void on_accept(struct io *io, uint32_t revents)
 			continue;
 		}
 		snprintf(what, sizeof(what), "listener %s", addr_format(&l->addr, buf));
-		accept_failed(l->d->loop, io, &l->backoff, on_backoff, what);
+		accept_failed(l->loop, io, &l->backoff, on_backoff, what);
 		return;
 	}
 }
 
-int listener_open(struct daemon *d, struct listener *l, const struct sockaddr_storage *addr,
-		  bool transparent, listener_fn fn)
+int listener_open(struct loop *loop, struct daemon *d, struct listener *l,
+		  const struct sockaddr_storage *addr, bool transparent, listener_fn fn)
 {
 	socklen_t len = sizeof(l->addr);
 	int fd, one = 1, r;
 
+	l->loop = loop;
 	l->d = d;
 	l->fn = fn;
+	l->borrowed = false;
 	l->addr = *addr;
 	io_init(&l->io, -1, on_accept);
 	fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -128,7 +137,7 @@ int listener_open(struct daemon *d, struct listener *l, const struct sockaddr_st
 	    getsockname(fd, (struct sockaddr *)&l->addr, &len) < 0)
 		goto fail;
 	l->io.fd = fd;
-	r = io_set(d->loop, &l->io, EPOLLIN);
+	r = io_set(loop, &l->io, listen_events(l));
 	if (r < 0) {
 		close(fd);
 		l->io.fd = -1;
@@ -141,12 +150,29 @@ fail:
 	return r;
 }
 
+int listener_share(struct daemon *d, struct listener *l, const struct listener *from)
+{
+	*l = (struct listener){
+		.loop = d->loop,
+		.d = d,
+		.fn = from->fn,
+		.addr = from->addr,
+		.data = from->data,
+		.borrowed = true,
+	};
+	io_init(&l->io, from->io.fd, from->io.fn);
+	if (from->io.fd < 0)
+		return 0;
+	return io_set(d->loop, &l->io, listen_events(l));
+}
+
 void listener_close(struct listener *l)
 {
 	if (l->io.fd < 0)
 		return;
-	timer_cancel(l->d->loop, &l->backoff);
-	io_remove(l->d->loop, &l->io);
-	close(l->io.fd);
+	timer_cancel(l->loop, &l->backoff);
+	io_remove(l->loop, &l->io);
+	if (!l->borrowed)
+		close(l->io.fd);
 	l->io.fd = -1;
 }

@@ -23,7 +23,9 @@ typedef void (*listener_fn)(struct listener *l, int fd, const struct sockaddr_st
 struct listener {
 	struct io io;
 	struct timer backoff;
-	struct daemon *d;
+	struct loop *loop;
+	struct daemon *d; /* the worker it brings flows to; NULL in the main thread */
+	bool borrowed;	  /* another listener's socket (listener_share): not ours to close */
 	listener_fn fn;
 	struct sockaddr_storage addr; /* as bound, with the real port */
 	int last_fd;		      /* the last accepted descriptor: how near the limit we are */
@@ -35,8 +37,16 @@ struct listener {
  * l->addr). transparent sets IP_TRANSPARENT, for TPROXY. Returns 0 or
  * -errno, having logged nothing: the caller says what failed.
  */
-int listener_open(struct daemon *d, struct listener *l, const struct sockaddr_storage *addr,
-		  bool transparent, listener_fn fn);
+int listener_open(struct loop *loop, struct daemon *d, struct listener *l,
+		  const struct sockaddr_storage *addr, bool transparent, listener_fn fn);
+
+/*
+ * Makes l a listener of worker d on the socket of `from` (another worker's),
+ * so that connections to it are accepted by whichever worker is free. l
+ * never closes the socket: close every sharer before the owner. Returns 0
+ * or -errno.
+ */
+int listener_share(struct daemon *d, struct listener *l, const struct listener *from);
 
 /*
  * Handles accept() failing with errno on io (any listening socket, TCP or

@@ -26,12 +26,33 @@
 /* The exposition text; it has a fixed set of series, a few KiB. */
 #define METRICS_TEXT_MAX (32 * 1024)
 
-struct metrics metrics;
+__thread struct metrics *metrics_here;
 
-void metrics_init(void)
+void metrics_init(struct metrics *m)
 {
-	metrics.started_ms = loop_now_ms();
-	metrics.started_unix = (uint64_t)time(NULL);
+	m->started_ms = loop_now_ms();
+	m->started_unix = (uint64_t)time(NULL);
+	metrics_here = m;
+}
+
+static void add_counts(struct metrics *sum, const struct metrics *m)
+{
+	for (unsigned i = 0; i < M_COUNT; i++)
+		sum->c[i] += __atomic_load_n(&m->c[i], __ATOMIC_RELAXED);
+	for (unsigned i = 0; i <= SLUICE_VERDICT_OP_MAX; i++)
+		sum->verdicts[i] += __atomic_load_n(&m->verdicts[i], __ATOMIC_RELAXED);
+	for (unsigned i = 0; i <= SLUICE_OPEN_IGNORE; i++)
+		sum->open_verdicts[i] += __atomic_load_n(&m->open_verdicts[i], __ATOMIC_RELAXED);
+}
+
+void metrics_sum(const struct sluiced *top, struct metrics *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	ret->started_ms = top->metrics.started_ms;
+	ret->started_unix = top->metrics.started_unix;
+	add_counts(ret, &top->metrics);
+	for (unsigned i = 0; i < top->nworkers; i++)
+		add_counts(ret, &top->workers[i]->metrics);
 }
 
 /* Exposition text. */
@@ -98,16 +119,22 @@ static const char *const open_names[SLUICE_OPEN_IGNORE + 1] = {
 	[SLUICE_OPEN_IGNORE] = "ignore",
 };
 
-int metrics_format(struct daemon *d, char *buf, size_t len)
+int metrics_format(struct sluiced *top, char *buf, size_t len)
 {
 	struct text t = { .buf = buf, .cap = len };
-	const uint64_t *c = metrics.c;
+	struct metrics sum;
+	const uint64_t *c = sum.c;
+	unsigned flows = 0;
+
+	metrics_sum(top, &sum);
+	for (unsigned i = 0; i < top->nworkers; i++)
+		flows += SHARED_LOAD(top->workers[i]->nflows);
 
 	head(&t, "sluice_build_info", "gauge", "Version and mode of this sluiced (always 1).");
 	add(&t, "sluice_build_info{version=\"%s\",mode=\"%s\"} 1\n", SLUICE_VERSION,
-	    mode_names[d->cfg.mode]);
+	    mode_names[top->cfg.mode]);
 	gauge(&t, "sluice_start_time_seconds", "When sluiced started, in seconds since the epoch.",
-	      metrics.started_unix);
+	      sum.started_unix);
 
 	counter(&t, "sluice_flows_opened_total", "Connections taken in as flows.",
 		c[M_FLOWS_OPENED]);
@@ -115,7 +142,8 @@ int metrics_format(struct daemon *d, char *buf, size_t len)
 		c[M_FLOWS_CLOSED]);
 	counter(&t, "sluice_flows_reset_total", "Flows that ended with a reset to both sides.",
 		c[M_FLOWS_RESET]);
-	gauge(&t, "sluice_flows_active", "Flows open now.", flow_table_count(d->flows));
+	gauge(&t, "sluice_flows_active", "Flows open now.", flows);
+	gauge(&t, "sluice_workers", "Event-loop threads (--workers).", top->nworkers);
 
 	head(&t, "sluice_bytes_total", "counter",
 	     "Bytes written to the sink: out to servers, in to applications.");
@@ -131,15 +159,16 @@ int metrics_format(struct daemon *d, char *buf, size_t len)
 	head(&t, "sluice_verdicts_total", "counter", "Stream verdicts from filters, by kind.");
 	for (unsigned i = 1; i <= SLUICE_VERDICT_OP_MAX; i++)
 		add(&t, "sluice_verdicts_total{kind=\"%s\"} %llu\n", verdict_names[i],
-		    (unsigned long long)metrics.verdicts[i]);
+		    (unsigned long long)sum.verdicts[i]);
 	head(&t, "sluice_open_verdicts_total", "counter",
 	     "Connect-time verdicts from filters, by action.");
 	for (unsigned i = 1; i <= SLUICE_OPEN_IGNORE; i++)
 		add(&t, "sluice_open_verdicts_total{action=\"%s\"} %llu\n", open_names[i],
-		    (unsigned long long)metrics.open_verdicts[i]);
+		    (unsigned long long)sum.open_verdicts[i]);
 
-	gauge(&t, "sluice_filters_connected", "Filter clients connected now.",
-	      d->channel ? channel_client_count(d->channel) : 0);
+	gauge(&t, "sluice_filters_connected",
+	      "Filter connections now (a libsluice filter has one per worker).",
+	      SHARED_LOAD(top->clients));
 	counter(&t, "sluice_filter_drops_total",
 		"Filter connections dropped: closed, malformed, hung or over a limit.",
 		c[M_FILTER_DROPS]);
@@ -167,7 +196,7 @@ struct http_conn {
 };
 
 struct metrics_server {
-	struct daemon *d;
+	struct sluiced *top;
 	struct listener l;
 	struct http_conn *conns;
 	unsigned nconns;
@@ -177,8 +206,8 @@ static void conn_close(struct http_conn *c)
 {
 	struct metrics_server *s = c->s;
 
-	timer_cancel(s->d->loop, &c->timer);
-	io_remove(s->d->loop, &c->io);
+	timer_cancel(s->top->loop, &c->timer);
+	io_remove(s->top->loop, &c->io);
 	close(c->io.fd);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -214,7 +243,7 @@ static bool conn_flush(struct http_conn *c)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno == EAGAIN && io_set(c->s->d->loop, &c->io, EPOLLOUT) >= 0)
+			if (errno == EAGAIN && io_set(c->s->top->loop, &c->io, EPOLLOUT) >= 0)
 				return true;
 			conn_close(c);
 			return false;
@@ -223,8 +252,8 @@ static bool conn_flush(struct http_conn *c)
 	}
 	shutdown(c->io.fd, SHUT_WR);
 	c->lingering = true;
-	timer_arm(c->s->d->loop, &c->timer, HTTP_LINGER_MS, on_timeout);
-	if (io_set(c->s->d->loop, &c->io, EPOLLIN) < 0) {
+	timer_arm(c->s->top->loop, &c->timer, HTTP_LINGER_MS, on_timeout);
+	if (io_set(c->s->top->loop, &c->io, EPOLLIN) < 0) {
 		conn_close(c);
 		return false;
 	}
@@ -318,7 +347,7 @@ static void handle(struct http_conn *c, size_t len)
 		conn_close(c);
 		return;
 	}
-	r = metrics_format(c->s->d, text, METRICS_TEXT_MAX);
+	r = metrics_format(c->s->top, text, METRICS_TEXT_MAX);
 	if (r < 0) {
 		/* A fixed set of series always fits; this is a bug. */
 		log_err("metrics: the text does not fit in %d bytes", METRICS_TEXT_MAX);
@@ -406,12 +435,12 @@ static void on_accept(struct listener *l, int fd, const struct sockaddr_storage 
 		s->conns->prev = c;
 	s->conns = c;
 	s->nconns++;
-	timer_arm(s->d->loop, &c->timer, HTTP_REQUEST_MS, on_timeout);
-	if (io_set(s->d->loop, &c->io, EPOLLIN) < 0)
+	timer_arm(s->top->loop, &c->timer, HTTP_REQUEST_MS, on_timeout);
+	if (io_set(s->top->loop, &c->io, EPOLLIN) < 0)
 		conn_close(c);
 }
 
-int metrics_server_new(struct daemon *d, const struct sockaddr_storage *addr,
+int metrics_server_new(struct sluiced *top, const struct sockaddr_storage *addr,
 		       struct metrics_server **ret_server)
 {
 	struct metrics_server *s = calloc(1, sizeof(*s));
@@ -419,8 +448,8 @@ int metrics_server_new(struct daemon *d, const struct sockaddr_storage *addr,
 
 	if (!s)
 		return -ENOMEM;
-	s->d = d;
-	r = listener_open(d, &s->l, addr, false, on_accept);
+	s->top = top;
+	r = listener_open(top->loop, NULL, &s->l, addr, false, on_accept);
 	if (r < 0) {
 		free(s);
 		return r;
@@ -429,20 +458,20 @@ int metrics_server_new(struct daemon *d, const struct sockaddr_storage *addr,
 	return 0;
 }
 
-int metrics_open(struct daemon *d)
+int metrics_open(struct sluiced *top)
 {
 	char buf[ADDR_STRLEN];
 	int r;
 
-	if (!d->cfg.metrics_len)
+	if (!top->cfg.metrics_len)
 		return 0;
-	r = metrics_server_new(d, &d->cfg.metrics_addr, &d->metrics);
+	r = metrics_server_new(top, &top->cfg.metrics_addr, &top->metrics_server);
 	if (r < 0) {
-		log_err("metrics: listening on %s: %s", addr_format(&d->cfg.metrics_addr, buf),
+		log_err("metrics: listening on %s: %s", addr_format(&top->cfg.metrics_addr, buf),
 			strerror(-r));
 		return r;
 	}
-	log_info("metrics at http://%s/metrics", addr_format(&d->metrics->l.addr, buf));
+	log_info("metrics at http://%s/metrics", addr_format(&top->metrics_server->l.addr, buf));
 	return 0;
 }
 

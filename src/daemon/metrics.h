@@ -47,71 +47,85 @@ struct metrics {
 	uint64_t started_unix;				/* wall clock seconds */
 };
 
-extern struct metrics metrics;
+/*
+ * Each thread counts in its own struct (a worker's is in its struct daemon)
+ * with relaxed atomic stores, which cost what plain ones do; a scrape sums
+ * them all (metrics_sum).
+ */
+extern __thread struct metrics *metrics_here;
 
-/* Records the start time. Call once, first thing. */
-void metrics_init(void);
+#define METRIC_ADD(field, n)                                                                       \
+	__atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) + (n),              \
+			 __ATOMIC_RELAXED)
+
+struct sluiced;
+
+/* Records the start time, and makes the calling thread count into m. Call
+ * once, first thing, with the main thread's. */
+void metrics_init(struct metrics *m);
 
 static inline void metrics_inc(enum metric m)
 {
-	metrics.c[m]++;
+	METRIC_ADD(metrics_here->c[m], 1);
 }
 
 static inline void metrics_add(enum metric m, uint64_t n)
 {
-	metrics.c[m] += n;
+	METRIC_ADD(metrics_here->c[m], n);
 }
 
 /* A flow ended; reset: with RST to both sides. */
 static inline void metrics_flow_closed(bool reset)
 {
-	metrics.c[M_FLOWS_CLOSED]++;
-	metrics.c[M_FLOWS_RESET] += reset;
+	METRIC_ADD(metrics_here->c[M_FLOWS_CLOSED], 1);
+	METRIC_ADD(metrics_here->c[M_FLOWS_RESET], reset);
 }
 
 /* Bytes written to the sink of direction dir (SLUICE_DIR_*). */
 static inline void metrics_written(int dir, uint64_t n)
 {
-	metrics.c[dir == SLUICE_DIR_OUT ? M_BYTES_OUT : M_BYTES_IN] += n;
+	metrics_add(dir == SLUICE_DIR_OUT ? M_BYTES_OUT : M_BYTES_IN, n);
 }
 
 /* Bytes read from the source of direction dir. */
 static inline void metrics_read(int dir, uint64_t n)
 {
-	metrics.c[dir == SLUICE_DIR_OUT ? M_READ_OUT : M_READ_IN] += n;
+	metrics_add(dir == SLUICE_DIR_OUT ? M_READ_OUT : M_READ_IN, n);
 }
 
 static inline void metrics_verdict(unsigned op)
 {
 	if (op <= SLUICE_VERDICT_OP_MAX)
-		metrics.verdicts[op]++;
+		METRIC_ADD(metrics_here->verdicts[op], 1);
 }
 
 static inline void metrics_open_verdict(unsigned action)
 {
 	if (action <= SLUICE_OPEN_IGNORE)
-		metrics.open_verdicts[action]++;
+		METRIC_ADD(metrics_here->open_verdicts[action], 1);
 }
 
-struct daemon;
+/* Every thread's counts added up, with the start times. */
+void metrics_sum(const struct sluiced *top, struct metrics *ret);
+
 struct metrics_server;
 
 /*
  * Writes the exposition text for d into buf. Returns its length, or
  * -ENOSPC when it does not fit.
  */
-int metrics_format(struct daemon *d, char *buf, size_t len);
+int metrics_format(struct sluiced *top, char *buf, size_t len);
 
 /*
  * Listens on addr and serves GET /metrics in d's loop. Returns 0 or -errno,
  * having logged nothing: the caller says what failed.
  */
-int metrics_server_new(struct daemon *d, const struct sockaddr_storage *addr,
+int metrics_server_new(struct sluiced *top, const struct sockaddr_storage *addr,
 		       struct metrics_server **ret_server);
 
 /* Opens d->metrics when --metrics was given, and logs what it did.
  * Returns 0 or -errno. */
-int metrics_open(struct daemon *d);
+int metrics_open(struct sluiced *top);
 
 /* Closes the listener and every connection. Accepts NULL. */
 void metrics_server_free(struct metrics_server *s);

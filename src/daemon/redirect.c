@@ -52,12 +52,12 @@ static int open_listeners(struct daemon *d, struct redirect *r, bool transparent
 	for (int tries = 0; tries < 16; tries++) {
 		r->port = d->cfg.port;
 		make_addr(&a, AF_INET, transparent, r->port);
-		err = listener_open(d, &r->ls[0], &a, transparent, fn);
+		err = listener_open(d->loop, d, &r->ls[0], &a, transparent, fn);
 		if (err < 0)
 			return err;
 		r->port = ntohs(((struct sockaddr_in *)&r->ls[0].addr)->sin_port);
 		make_addr(&a, AF_INET6, transparent, r->port);
-		err = listener_open(d, &r->ls[1], &a, transparent, fn);
+		err = listener_open(d->loop, d, &r->ls[1], &a, transparent, fn);
 		if (err == 0)
 			return 0;
 		if (err == -EAFNOSUPPORT || err == -EADDRNOTAVAIL) {
@@ -185,4 +185,12 @@ void redirect_stop(struct redirect *r)
 	r->rules = NULL;
 	listener_close(&r->ls[0]);
 	listener_close(&r->ls[1]);
+}
+
+struct listener *redirect_listeners(struct daemon *d, unsigned *ret_count)
+{
+	struct redirect *r = d->backend_state;
+
+	*ret_count = r ? 2 : 0;
+	return r ? r->ls : NULL;
 }

@@ -41,4 +41,8 @@ void redirect_quiesce(struct redirect *r);
 /* Removes the rules and closes the listeners. Safe after a failed start. */
 void redirect_stop(struct redirect *r);
 
+/* The listeners of the redirect at the start of d->backend_state (the
+ * intercept and gateway backends both begin theirs with one). */
+struct listener *redirect_listeners(struct daemon *d, unsigned *ret_count);
+
 #endif

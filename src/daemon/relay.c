@@ -5,6 +5,7 @@
 #include <netinet/tcp.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
@@ -692,12 +693,60 @@ void relay_identified(struct daemon *d, uint64_t id, const struct flow_ident *id
 	admit(f);
 }
 
+/* A connection on its way to another worker. */
+struct move {
+	struct daemon *to;
+	int fd;
+	struct flow_origin o;
+};
+
+static void moved_in(void *arg)
+{
+	struct move *m = arg;
+
+	relay_start(m->to, m->fd, &m->o);
+	free(m);
+}
+
+/*
+ * A connection that no filter of this worker wants, while a filter of
+ * another worker does, goes there before anything of it is read: a filter
+ * with a single connection (one worker's) still sees every flow it asked
+ * for. Returns whether the connection left.
+ */
+static bool move_elsewhere(struct daemon *d, int app_fd, const struct flow_origin *o)
+{
+	struct sluiced *top = d->top;
+	uint16_t port = addr_port(&o->dst);
+	struct move *m;
+
+	if (top->nworkers == 1 || o->moved || worker_wants(d, port) || !SHARED_LOAD(top->ready))
+		return false;
+	for (unsigned i = 0; i < top->nworkers; i++) {
+		struct daemon *w = top->workers[SHARED_ADD(top->next_worker, 1) % top->nworkers];
+
+		if (w == d || !worker_wants(w, port))
+			continue;
+		m = malloc(sizeof(*m));
+		if (!m)
+			return false;
+		*m = (struct move){ .to = w, .fd = app_fd, .o = *o };
+		m->o.moved = true;
+		if (inbox_post(&w->inbox, moved_in, m) == 0)
+			return true;
+		free(m);
+	}
+	return false;
+}
+
 int relay_start(struct daemon *d, int app_fd, const struct flow_origin *o)
 {
 	char abuf[ADDR_STRLEN];
 	struct flow *f;
 	int r, one = 1;
 
+	if (move_elsewhere(d, app_fd, o))
+		return 0;
 	f = flow_new(d->flows, &r);
 	if (!f) {
 		struct linger lg = { .l_onoff = 1, .l_linger = 0 };

@@ -21,6 +21,7 @@ struct flow_origin {
 	struct sockaddr_storage dst; /* where to connect */
 	bool transparent;	     /* connect from the application's own address */
 	bool identify;		     /* look up the owning process (local flows) */
+	bool moved;		     /* came from another worker: stays here */
 };
 
 /*

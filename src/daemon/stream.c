@@ -59,6 +59,12 @@ static void ring_put(uint8_t *ring, size_t size)
 	pool.rings[pool.count++] = ring;
 }
 
+void stream_pool_drain(void)
+{
+	while (pool.count)
+		free(pool.rings[--pool.count]);
+}
+
 /* Gives the ring back once it holds nothing. */
 static void ring_trim(struct stream *s)
 {

@@ -58,6 +58,9 @@ void stream_init(struct stream *s, uint32_t window);
 /* Frees the ring and every pending segment. Accepts a zeroed stream. */
 void stream_fini(struct stream *s);
 
+/* Frees the calling thread's pool of spare rings (a thread that ends). */
+void stream_pool_drain(void);
+
 /*
  * Where the next read from the source may go: fills up to two iovecs and
  * returns how many (0 when the window is full), or -ENOMEM when the ring

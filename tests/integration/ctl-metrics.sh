@@ -24,7 +24,7 @@ METRICS=http://127.0.0.1:$MPORT/metrics
 UP=$(addr 127.0.0.1 "$(free_port)")
 LISTEN=$(addr 127.0.0.1 "$(free_port)")
 
-start_sluiced "$LISTEN" "$UP" --control "$T/control.sock" --metrics "127.0.0.1:$MPORT"
+start_sluiced "$LISTEN" "$UP" --control "$T/control.sock" --metrics "127.0.0.1:$MPORT" --workers 2
 wait_listening "127.0.0.1:$MPORT" "$SLUICED_PID" "sluiced's metrics endpoint"
 start_filter --pass
 
@@ -81,7 +81,9 @@ head -n 1 "$T/before.hdr" | grep -q '^HTTP/1.0 200 OK' || fail "status line: $(h
 bad=$(check_format before)
 [ -z "$bad" ] || fail "exposition format: $bad"
 [ "$(value before sluice_flows_opened_total)" = 0 ] || fail "flows opened before any flow: $(value before sluice_flows_opened_total)"
-[ "$(value before sluice_filters_connected)" = 1 ] || fail "filters connected: $(value before sluice_filters_connected)"
+# libsluice connects once to each worker.
+[ "$(value before sluice_filters_connected)" = 2 ] || fail "filters connected: $(value before sluice_filters_connected)"
+[ "$(value before sluice_workers)" = 2 ] || fail "workers: $(value before sluice_workers)"
 
 # One transfer of known size each way.
 start_server srv "$UP" --count 1 --send 1M
@@ -104,7 +106,7 @@ for want in \
 	'sluice_bytes_total{direction="in"} 1048576' \
 	'sluice_bytes_read_total{direction="out"} 3145728' \
 	'sluice_bytes_read_total{direction="in"} 1048576' \
-	'sluice_filters_connected 1' \
+	'sluice_filters_connected 2' \
 	'sluice_filter_drops_total 0' \
 	"sluice_build_info{version=\"$("$SLUICED" --version | cut -d' ' -f2)\",mode=\"listen\"} 1"; do
 	[ "$(value after "${want% *}")" = "${want##* }" ] ||

@@ -70,7 +70,8 @@ EOF
 UP=$(addr 127.0.0.1 "$(free_port)")
 LISTEN=$(addr 127.0.0.1 "$(free_port)")
 start_server srv "$UP" --count 1 --read-rate 2M --rcvbuf 64K
-start_sluiced "$LISTEN" "$UP" --control "$CTL"
+# Two workers: libsluice connects to each, and the flow is one worker's.
+start_sluiced "$LISTEN" "$UP" --control "$CTL" --workers 2
 start_filter --name ctl-test
 wait_for_log "$SLUICED_LOG" "control socket $CTL" 5 || fail "the daemon did not announce its control socket"
 
@@ -106,6 +107,7 @@ check_flow=$(json "$T/f2.json" '
   ("app", f["app"].startswith("127.0.0.1:")),
   ("dst", f["dst"] == "'"$UP"'"),
   ("filter", f["filter"] == "ctl-test" and isinstance(f["filter_id"], int)),
+  ("worker", f["worker"] in (1, 2)),
   ("owner", f["uid"] is None and f["pid"] is None and f["comm"] is None),
   ("out", f["out"]["state"] == "filtered" and 0 <= f["out"]["held"] <= 262144 and f["out"]["read"] >= f["out"]["bytes"]),
   ("in", f["in"]["state"] in ("filtered", "eof") and f["in"]["bytes"] == 0),
@@ -114,6 +116,8 @@ check_flow=$(json "$T/f2.json" '
 [ "$check_flow" = "[]" ] || fail "flows --json: wrong $check_flow in $(cat "$T/f2.json")"
 log "flow $FLOW ($HEX): $(head -c 300 "$T/f2.json")"
 
+FLOW_WORKER=$(json "$T/f2.json" 'r["flows"][0]["worker"]')
+FLOW_FILTER=$(json "$T/f2.json" 'r["flows"][0]["filter_id"]')
 ctl status --json >"$T/status.json" || fail "sluicectl status --json failed"
 check_status=$(json "$T/status.json" '[k for k, ok in [
   ("version", isinstance(r["version"], str) and r["version"]),
@@ -124,20 +128,22 @@ check_status=$(json "$T/status.json" '[k for k, ok in [
   ("policy", r["policy"] == "fail-open"),
   ("filter_socket", r["filter_socket"] == "'"$FILTER_SOCK"'"),
   ("uptime", r["uptime"] > 0),
-  ("filters", len(r["filters"]) == 1 and r["filters"][0]["name"] == "ctl-test" and r["filters"][0]["pid"] == '"$FILTER_PID"' and r["filters"][0]["flows"] == 1),
+  ("workers", r["workers"] == 2),
+  ("filters", sorted(c["worker"] for c in r["filters"]) == [1, 2] and all(c["name"] == "ctl-test" and c["pid"] == '"$FILTER_PID"' for c in r["filters"]) and sum(c["flows"] for c in r["filters"]) == 1),
+  ("flow'"'"'s filter", [(c["worker"], c["id"]) for c in r["filters"] if c["flows"] == 1] == [('"$FLOW_WORKER, $FLOW_FILTER"')]),
   ("totals", r["totals"]["flows_open"] == 1 and r["totals"]["flows_opened"] == 1 and r["totals"]["flows_closed"] == 0 and r["totals"]["bytes_out"] >= '"$b2"'),
 ] if not ok]')
 [ "$check_status" = "[]" ] || fail "status --json: wrong $check_status in $(cat "$T/status.json")"
 ctl filters --json >"$T/filters.json" || fail "sluicectl filters --json failed"
-[ "$(json "$T/filters.json" 'r["filters"][0]["name"] == "ctl-test" and r["filters"][0]["pid"] == '"$FILTER_PID"' and r["filters"][0]["subscribed"]["dirs"] == ["out", "in"]')" = 1 ] ||
+[ "$(json "$T/filters.json" 'len(r["filters"]) == 2 and all(c["name"] == "ctl-test" and c["pid"] == '"$FILTER_PID"' and c["subscribed"]["dirs"] == ["out", "in"] for c in r["filters"])')" = 1 ] ||
 	fail "filters --json: $(cat "$T/filters.json")"
 
 # Tables.
 ctl status >"$T/status.txt" || fail "sluicectl status failed"
-grep -q "^sluiced .*, listen mode, up " "$T/status.txt" &&
+grep -q "^sluiced .*, listen mode, 2 workers, up " "$T/status.txt" &&
 	grep -qF "listening       $LISTEN, upstream $UP" "$T/status.txt" &&
 	grep -q "^flows  *1 open, 1 opened, 0 closed, 0 reset" "$T/status.txt" &&
-	grep -qE "^ +1  ctl-test +$FILTER_PID +0 +1 " "$T/status.txt" ||
+	grep -qE "^ +[0-9]+ +[12] +ctl-test +$FILTER_PID +0 +1 " "$T/status.txt" ||
 	fail "status: unexpected output: $(cat "$T/status.txt")"
 ctl flows >"$T/flows.txt" || fail "sluicectl flows failed"
 head -n 1 "$T/flows.txt" | grep -qE '^ID +APP +DESTINATION +UID +PID +COMM +FILTER +OUT +IN +HELD +STATE +AGE$' ||
@@ -153,8 +159,11 @@ rc=0
 ctl flows --json --sort age >/dev/null 2>"$T/usage.err" || rc=$?
 [ "$rc" = 2 ] || fail "flows --json --sort age exited $rc (expected 2)"
 ctl filters >"$T/filters.txt" || fail "sluicectl filters failed"
-head -n 1 "$T/filters.txt" | grep -qE '^ID +NAME +PID +UID +FLOWS +QUEUED +WANTS$' &&
-	grep -qE "^ *1 +ctl-test +$FILTER_PID +0 +1 .*out,in all ports$" "$T/filters.txt" ||
+# One row per connection, one per worker; the flow's filter has it.
+row="^ *[0-9]+ +[12] +ctl-test +$FILTER_PID +0 +"
+head -n 1 "$T/filters.txt" | grep -qE '^ID +WORKER +NAME +PID +UID +FLOWS +QUEUED +WANTS$' &&
+	grep -qE "${row}1 .*out,in all ports\$" "$T/filters.txt" &&
+	[ "$(grep -cE "${row}[01] .*out,in all ports\$" "$T/filters.txt")" = 2 ] ||
 	fail "filters: unexpected output: $(cat "$T/filters.txt")"
 
 # kill: an unknown flow, a malformed id, then the flow.

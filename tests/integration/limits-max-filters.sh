@@ -21,7 +21,9 @@ spawn_filter() { # NAME: a passthrough on FILTER_SOCK; sets FILTER_PID
 UP=$(addr 127.0.0.1 "$(free_port)")
 LISTEN=$(addr 127.0.0.1 "$(free_port)")
 start_server srv "$UP" --count 4
-start_sluiced "$LISTEN" "$UP" --max-filters 2
+# One worker: each passthrough is then one connection (with N workers,
+# libsluice opens N, and the limit counts connections).
+start_sluiced "$LISTEN" "$UP" --max-filters 2 --workers 1
 spawn_filter f1
 F1=$FILTER_PID
 spawn_filter f2

@@ -111,6 +111,8 @@ static int setup_samples(void **state)
 
 	add_sample((struct frame){ .type = SLUICE_FRAME_HELLO,
 				   .hello = { .version = SLUICE_PROTOCOL_VERSION,
+					      .worker = 2,
+					      .workers = 3,
 					      .max_frame = SLUICE_FRAME_DEFAULT_MAX,
 					      .window = 65536,
 					      .features = SLUICE_FEATURE_OPEN_VERDICT,
@@ -118,6 +120,8 @@ static int setup_samples(void **state)
 					      .name_len = 11 } });
 	add_sample((struct frame){ .type = SLUICE_FRAME_HELLO,
 				   .hello = { .version = 0xffff,
+					      .worker = 255,
+					      .workers = 255,
 					      .max_frame = SLUICE_FRAME_MIN_MAX,
 					      .window = UINT32_MAX,
 					      .features = 0xfffffffe } });
@@ -366,6 +370,8 @@ static void assert_frame_equal(const struct frame *a, const struct frame *b)
 	switch (a->type) {
 	case SLUICE_FRAME_HELLO:
 		assert_int_equal(a->hello.version, b->hello.version);
+		assert_int_equal(a->hello.worker, b->hello.worker);
+		assert_int_equal(a->hello.workers, b->hello.workers);
 		assert_int_equal(a->hello.max_frame, b->hello.max_frame);
 		assert_int_equal(a->hello.window, b->hello.window);
 		assert_int_equal(a->hello.features, b->hello.features);
@@ -609,7 +615,7 @@ static const struct {
 	uint8_t reserved[8];
 	size_t nreserved;
 } layouts[] = {
-	{ SLUICE_FRAME_HELLO, 0, { 10, 11 }, 2 },
+	{ SLUICE_FRAME_HELLO, 0, { 0 }, 0 },
 	{ SLUICE_FRAME_OPEN,
 	  SLUICE_OPEN_F_UID | SLUICE_OPEN_F_PID | SLUICE_OPEN_F_VERDICT | SLUICE_OPEN_F_IN_ONLY |
 		  SLUICE_OPEN_F_OUT_ONLY,
