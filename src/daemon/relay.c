@@ -732,8 +732,14 @@ static bool move_elsewhere(struct daemon *d, int app_fd, const struct flow_origi
 			return false;
 		*m = (struct move){ .to = w, .fd = app_fd, .o = *o };
 		m->o.moved = true;
-		if (inbox_post(&w->inbox, moved_in, m) == 0)
+		if (inbox_post(&w->inbox, moved_in, m) == 0) {
+			char buf[ADDR_STRLEN];
+
+			log_debug("connection from %s: no filter of worker %u wants port %u; "
+				  "moving it to worker %u",
+				  addr_format(&o->app, buf), d->index + 1, port, w->index + 1);
 			return true;
+		}
 		free(m);
 	}
 	return false;

@@ -5,10 +5,11 @@ protocol themselves (python3 stdlib only), for the reliability, limits and
 access tests. Layouts: docs/protocol.md (all integers little-endian).
 
   wirefilter.py filter --socket PATH [--name NAME] [--decided FILE]
-                       [--hold-after BYTES] [--max-frame N]
+                       [--hold-after BYTES] [--max-frame N] [--worker N]
 
-    Sends HELLO, waits for the daemon's, prints `wirefilter: connected
-    max_frame=M window=W` on stdout and then answers every DATA frame with
+    Sends HELLO (asking for daemon worker N, 0 for any), waits for the
+    daemon's, prints `wirefilter: connected max_frame=M window=W worker=K
+    workers=N` on stdout and then answers every DATA frame with
     PASS up to its end (never backwards: a re-offered frame is passed only
     beyond what was decided), and every EOF with PASS up to it and SHUTDOWN.
     --decided FILE: before each PASS of the out direction is sent, its
@@ -22,6 +23,7 @@ access tests. Layouts: docs/protocol.md (all integers little-endian).
     `wirefilter: channel closed` and exits 1.
 
   wirefilter.py probe --socket PATH [--name NAME] [--oversize N] [--wait S]
+                      [--worker N]
 
     Connects, sends HELLO and reports what happened as one JSON line:
     connect_error (e.g. "EACCES"), hello (the daemon's HELLO fields, or
@@ -49,8 +51,8 @@ OPEN_F_RESUME = 1 << 5
 OUT = 0
 
 
-def hello_frame(name, max_frame):
-    body = struct.pack("<HHIII", VERSION, 0, max_frame, 0, 0) + name.encode()
+def hello_frame(name, max_frame, worker=0):
+    body = struct.pack("<HBBIII", VERSION, worker, 0, max_frame, 0, 0) + name.encode()
     return struct.pack("<IBBH", HEADER + len(body), HELLO, 0, 0) + body
 
 
@@ -60,8 +62,9 @@ def verdict_frame(flow, d, op, to=0, frm=0, data=b""):
 
 
 def parse_hello(b):
-    version, _, max_frame, window, features = struct.unpack_from("<HHIII", b, HEADER)
-    return {"version": version, "max_frame": max_frame, "window": window,
+    version, worker, workers, max_frame, window, features = struct.unpack_from("<HBBIII", b, HEADER)
+    return {"version": version, "worker": worker, "workers": workers,
+            "max_frame": max_frame, "window": window,
             "features": features, "name": bytes(b[HEADER + 16:]).decode("latin-1")}
 
 
@@ -115,7 +118,7 @@ class Reader:
 def cmd_filter(a):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(a.socket)
-    s.sendall(hello_frame(a.name, a.max_frame))
+    s.sendall(hello_frame(a.name, a.max_frame, a.worker))
     rd = Reader(s, 2 * a.max_frame + 65536)
     dfd = os.open(a.decided, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if a.decided else None
     f = rd.frame()
@@ -123,7 +126,8 @@ def cmd_filter(a):
         say("no HELLO from the daemon")
         return 1
     h = parse_hello(f)
-    say("connected max_frame=%d window=%d" % (h["max_frame"], h["window"]))
+    say("connected max_frame=%d window=%d worker=%d workers=%d"
+        % (h["max_frame"], h["window"], h["worker"], h["workers"]))
     decided = {}  # (flow, dir) -> offset
     holding = set()
 
@@ -214,7 +218,7 @@ def cmd_probe(a):
                 else (True, errname(e))
 
     try:
-        s.sendall(hello_frame(a.name, DEFAULT_MAX))
+        s.sendall(hello_frame(a.name, DEFAULT_MAX, a.worker))
     except OSError as e:
         res["send_error"] = errname(e)
     deadline = time.monotonic() + a.wait
@@ -254,10 +258,12 @@ def main():
     f.add_argument("--decided")
     f.add_argument("--hold-after", type=int)
     f.add_argument("--max-frame", type=int, default=DEFAULT_MAX)
+    f.add_argument("--worker", type=int, default=0, help="the worker the HELLO asks for (0: any)")
     q = sub.add_parser("probe")
     q.add_argument("--socket", required=True)
     q.add_argument("--name", default="probe")
     q.add_argument("--oversize", type=int, default=0)
+    q.add_argument("--worker", type=int, default=0, help="the worker the HELLO asks for (0: any)")
     q.add_argument("--wait", type=float, default=3.0)
     a = p.parse_args()
     return {"filter": cmd_filter, "probe": cmd_probe}[a.cmd](a)
