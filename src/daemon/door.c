@@ -80,35 +80,34 @@ static void knock_free(struct knock *k)
 }
 
 /* Hands k's connection to worker `worker` (1-based; 0 or out of range: the
- * least busy). */
+ * least busy), and forgets k. */
 static void hand_over(struct knock *k, unsigned worker)
 {
 	struct sluiced *top = k->door->top;
 	struct handover *h = malloc(sizeof(*h));
+	struct ucred cred = k->cred;
 	int fd = k->io.fd;
 
+	/* Out of our loop before the worker may have it (and close it). */
+	knock_free(k);
 	if (h) {
 		*h = (struct handover){
 			.d = worker >= 1 && worker <= top->nworkers ? top->workers[worker - 1]
 								    : least_busy(top),
 			.fd = fd,
-			.cred = k->cred,
+			.cred = cred,
 		};
 		/* Counted now, so that the next choice sees it; the worker
 		 * uncounts it when the client goes. */
 		SHARED_ADD(h->d->nclients, 1);
-		if (inbox_post(&h->d->inbox, take, h) == 0) {
-			knock_free(k);
+		if (inbox_post(&h->d->inbox, take, h) == 0)
 			return;
-		}
 		SHARED_SUB(h->d->nclients, 1);
 		free(h);
 	}
-	log_warn("filter socket: cannot hand pid %d over to a worker; closing it",
-		 (int)k->cred.pid);
+	log_warn("filter socket: cannot hand pid %d over to a worker; closing it", (int)cred.pid);
 	close(fd);
 	SHARED_SUB(top->clients, 1);
-	knock_free(k);
 }
 
 /* The HELLO, or enough of it, has come: it names the worker, or not. */

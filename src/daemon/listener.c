@@ -40,14 +40,16 @@ static void on_backoff(struct timer *t)
 /* The process's descriptor limit, read once: it does not change under us. */
 static int fd_limit(void)
 {
-	static int limit;
+	static int limit; /* shared by the workers: any of them may fill it in */
+	int n = __atomic_load_n(&limit, __ATOMIC_RELAXED);
 	struct rlimit rl;
 
-	if (!limit)
-		limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < INT_MAX
-				? (int)rl.rlim_cur
-				: INT_MAX;
-	return limit;
+	if (!n) {
+		n = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < INT_MAX ? (int)rl.rlim_cur
+										: INT_MAX;
+		__atomic_store_n(&limit, n, __ATOMIC_RELAXED);
+	}
+	return n;
 }
 
 /* Whether n more descriptors can be had now (tried, by duplicating fd,
