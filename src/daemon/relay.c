@@ -814,15 +814,17 @@ static void check_idle(struct flow *f, void *arg)
 	uint64_t now = *(uint64_t *)arg, idle = (uint64_t)f->d->cfg.idle_timeout * 1000;
 	char why[64];
 
-	if (f->state != FLOW_RELAYING || now - f->active_ms < idle)
+	if (f->state != FLOW_RELAYING)
 		return;
 	/* Our side may have nothing to do while the kernel still moves what
 	 * we wrote (a slow reader behind megabytes of socket buffers): that
-	 * flow is not idle. */
-	if (kernel_busy(f)) {
+	 * flow is not idle. Looked at on every tick once our side is quiet,
+	 * so that the idle time counts from when the queues emptied, not from
+	 * the last time a tick happened to look. */
+	if (now - f->active_ms >= 1000 && kernel_busy(f))
 		f->active_ms = now;
+	if (now - f->active_ms < idle)
 		return;
-	}
 	snprintf(why, sizeof(why), "idle for %u s (--idle-timeout)", f->d->cfg.idle_timeout);
 	relay_reset(f, ETIMEDOUT, why);
 }
