@@ -17,8 +17,12 @@ UP=$(addr 127.0.0.1 "$(free_port)")
 LISTEN=$(addr 127.0.0.1 "$(free_port)")
 # Two connections reach the server: the idle one (reset) and the upload.
 # The server sends nothing before it has read to EOF, so that the idle
-# connection stays silent both ways.
-start_server srv "$UP" --count 2 --read-rate 2M --reply-after-eof
+# connection stays silent both ways. Its small receive buffer keeps the
+# upload's bytes in the daemon's socket queues, where the daemon sees them,
+# until the last fraction of a second: bytes already in the server's own
+# receive queue (acknowledged) are invisible to the daemon, and megabytes
+# of them (an autotuned buffer) would be seconds of reading that look idle.
+start_server srv "$UP" --count 2 --read-rate 2M --reply-after-eof --rcvbuf 256K
 start_sluiced "$LISTEN" "$UP" --idle-timeout "$IDLE"
 start_filter
 
