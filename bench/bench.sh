@@ -28,7 +28,8 @@
 # and every run.
 #
 # Environment: DURATION (seconds per iperf3 run, default 5), RUNS (default
-# 3), WINDOW (sluiced's --window), RTT_COUNT (round trips per latency run,
+# 3), WINDOW (sluiced's --window), WORKERS (its --workers; default: one per
+# core), RTT_COUNT (round trips per latency run,
 # 20000) and RTT_BLOCKS (10), CONN_SECONDS (5) and CONN_THREADS (64) for
 # the connection rate,
 # IDLE_FLOWS (2000), CG_BYTES (bytes through callgrind's sluiced, 256 MiB),
@@ -226,6 +227,7 @@ start()
 
 window_args=()
 [ -n "${WINDOW:-}" ] && window_args=(--window "$WINDOW")
+[ -n "${WORKERS:-}" ] && window_args+=(--workers "$WORKERS")
 
 # start_filter NAME DAEMON_PID [PASSTHROUGH_ARGS...]: sluice-passthrough on
 # $tmp/NAME.sock, as $tmp/NAME-filter.log; waits until the daemon says it is
