@@ -58,6 +58,9 @@ static const char usage[] =
 	"  --verdict-timeout N     a filter that reads nothing sent to it for N s has\n"
 	"                          failed (default 30)\n"
 	"  --idle-timeout N        reset flows idle for N s (default 0: never)\n"
+	"  --owner-wait MS         intercept: how long a new flow waits for its owning\n"
+	"                          process to be found before the filter hears of it\n"
+	"                          (default 100; 0 to 10000)\n"
 	"  --max-filters N         filter connections at once (default 16 per worker)\n"
 	"  --workers N             event-loop threads (default: one per core; 1 to 64)\n"
 	"  --max-frame BYTES       largest frame a filter may send (default 1M+64; 64K to 16M)\n"
@@ -286,6 +289,7 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 		OPT_GRACE,
 		OPT_VERDICT_TIMEOUT,
 		OPT_IDLE,
+		OPT_OWNER_WAIT,
 		OPT_MAX_FILTERS,
 		OPT_WORKERS,
 		OPT_MAX_FRAME,
@@ -316,6 +320,7 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 		{ "filter-grace-seconds", required_argument, NULL, OPT_GRACE },
 		{ "verdict-timeout", required_argument, NULL, OPT_VERDICT_TIMEOUT },
 		{ "idle-timeout", required_argument, NULL, OPT_IDLE },
+		{ "owner-wait", required_argument, NULL, OPT_OWNER_WAIT },
 		{ "max-filters", required_argument, NULL, OPT_MAX_FILTERS },
 		{ "workers", required_argument, NULL, OPT_WORKERS },
 		{ "max-frame", required_argument, NULL, OPT_MAX_FRAME },
@@ -343,6 +348,7 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 		.drain_seconds = DEFAULT_DRAIN_SECONDS,
 		.on_failure = FAIL_OPEN,
 		.verdict_timeout = DEFAULT_VERDICT_TIMEOUT,
+		.owner_wait_ms = DEFAULT_OWNER_WAIT_MS,
 		.max_frame = DEFAULT_MAX_FRAME,
 		.max_inflight = DEFAULT_MAX_INFLIGHT,
 		.log_level = LOG_INFO,
@@ -456,6 +462,12 @@ int config_parse(int argc, char **argv, struct config *cfg, char *msg, size_t le
 				return fail(msg, len,
 					    "--on-filter-failure: '%s' is not open or closed",
 					    optarg);
+			break;
+		case OPT_OWNER_WAIT:
+			if (parse_uint(optarg, 10000, &v) < 0)
+				return fail(msg, len, "--owner-wait: '%s' is not 0 to 10000 ms",
+					    optarg);
+			cfg->owner_wait_ms = (unsigned)v;
 			break;
 		case OPT_GRACE:
 		case OPT_VERDICT_TIMEOUT:

@@ -22,6 +22,7 @@
 #define DEFAULT_MARK		0x5c1ce
 #define DEFAULT_DRAIN_SECONDS	5
 #define DEFAULT_VERDICT_TIMEOUT 30
+#define DEFAULT_OWNER_WAIT_MS	100
 #define DEFAULT_MAX_FILTERS	16 /* per worker */
 #define DEFAULT_MAX_FRAME	(1024 * 1024 + 64)
 #define DEFAULT_MAX_INFLIGHT	(1024 * 1024)
@@ -85,6 +86,7 @@ struct config {
 	unsigned grace_seconds;	  /* a returning filter takes its flows back */
 	unsigned verdict_timeout; /* seconds a filter may sit on offered bytes */
 	unsigned idle_timeout;	  /* seconds without a byte either way; 0: never */
+	unsigned owner_wait_ms;	  /* a new local flow waits this long for its owner */
 	uint32_t max_filters;
 	unsigned workers;      /* event-loop threads, 1 to SLUICE_WORKERS_MAX */
 	uint32_t max_frame;    /* largest frame accepted from a filter */

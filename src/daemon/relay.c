@@ -30,7 +30,6 @@
 /* Bytes a direction moves by copying before it is worth a pipe. */
 #define SPLICE_AFTER (64 * 1024)
 /* How long a new local flow waits for its owner's identity. */
-#define IDENT_WAIT_MS 100
 /* How long a flow waits for its filter's connect-time verdict. */
 #define OPEN_VERDICT_WAIT_MS 5000
 
@@ -687,8 +686,15 @@ void relay_identified(struct daemon *d, uint64_t id, const struct flow_ident *id
 {
 	struct flow *f = flow_lookup(d->flows, id);
 
-	if (!f || f->admitted)
+	if (!f)
 		return;
+	/* Found after the wait ran out: too late for the filter's OPEN, still
+	 * worth showing on the control socket. */
+	if (f->admitted) {
+		if (!f->ident.has_uid && !f->ident.has_pid)
+			f->ident = *ident;
+		return;
+	}
 	f->ident = *ident;
 	admit(f);
 }
@@ -786,7 +792,7 @@ int relay_start(struct daemon *d, int app_fd, const struct flow_origin *o)
 	 * stall the connection. */
 	if (o->identify && d->procinfo &&
 	    procinfo_lookup(d->procinfo, f->id, &o->app, &o->dst) == 0)
-		timer_arm(d->loop, &f->timer, IDENT_WAIT_MS, on_ident_timeout);
+		timer_arm(d->loop, &f->timer, d->cfg.owner_wait_ms, on_ident_timeout);
 	else
 		admit(f);
 	return 0;

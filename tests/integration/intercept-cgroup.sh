@@ -50,7 +50,7 @@ while True:
     c.sendall(b"%d\n" % n); c.close()' >"$T/server.out" 2>"$T/server.err" </dev/null &
 _PGIDS+=("$!")
 
-setsid nsenter --net="/run/netns/$NS" "$SLUICED" --intercept $PORT --intercept-loopback \
+setsid nsenter --net="/run/netns/$NS" "$SLUICED" --intercept $PORT --intercept-loopback --owner-wait 3000 \
 	--cgroup "$CG" --filter-socket "$T/f.sock" --control "$T/control.sock" >"$T/sluiced.out" 2>"$T/sluiced.err" </dev/null &
 SLUICED_PID=$!
 _PGIDS+=("$SLUICED_PID")

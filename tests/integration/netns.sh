@@ -466,8 +466,11 @@ netns_start_sluiced() {
 	shift 2
 	_NETNS_SLUICED_N=$((_NETNS_SLUICED_N + 1))
 	FILTER_SOCK=$NETNS_DIR/filter-ns$_NETNS_SLUICED_N.sock
+	# The tests check that flows name their owner; on a loaded machine (and
+	# under the sanitizers) finding it can take longer than the default
+	# 100 ms wait, after which a flow goes on without one.
 	netns_spawn "sluiced-ns$_NETNS_SLUICED_N" "$ns" "$SLUICED" --filter-socket "$FILTER_SOCK" \
-		--control "$NETNS_DIR/control-ns$_NETNS_SLUICED_N.sock" "$@"
+		--control "$NETNS_DIR/control-ns$_NETNS_SLUICED_N.sock" --owner-wait 3000 "$@"
 	SLUICED_PID=$NETNS_PID
 	SLUICED_LOG=$NETNS_DIR/sluiced-ns$_NETNS_SLUICED_N.err
 	SLUICED_NS=$ns

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sched.h>
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -659,6 +660,42 @@ static void test_log_format(void **state)
 		assert_refused(ARGV("--intercept", "80", "--log-format", bad[i]), "--log-format");
 }
 
+/* --workers (default: the cores we may run on), --max-filters (default 16
+ * per worker) and --owner-wait. */
+static void test_workers_and_waits(void **state)
+{
+	static const char *const bad_workers[] = { "0", "65", "-1", "", "two", "2x" };
+	static const char *const bad_wait[] = { "10001", "-1", "", "1s" };
+	cpu_set_t set;
+	unsigned cores;
+	struct config cfg;
+
+	assert_int_equal(sched_getaffinity(0, sizeof(set), &set), 0);
+	cores = (unsigned)CPU_COUNT(&set) > 64 ? 64 : (unsigned)CPU_COUNT(&set);
+	assert_parses(ARGV("--intercept", "80"), &cfg);
+	assert_int_equal(cfg.workers, cores);
+	assert_int_equal(cfg.max_filters, 16 * cores > 1024 ? 1024 : 16 * cores);
+	assert_int_equal(cfg.owner_wait_ms, 100);
+	assert_parses(ARGV("--intercept", "80", "--workers", "1"), &cfg);
+	assert_int_equal(cfg.workers, 1);
+	assert_int_equal(cfg.max_filters, 16);
+	assert_parses(ARGV("--intercept", "80", "--workers", "64"), &cfg);
+	assert_int_equal(cfg.workers, 64);
+	assert_int_equal(cfg.max_filters, 1024);
+	assert_parses(ARGV("--intercept", "80", "--workers", "4", "--max-filters", "3"), &cfg);
+	assert_int_equal(cfg.max_filters, 3);
+	for (size_t i = 0; i < ARRAY_SIZE(bad_workers); i++)
+		assert_refused(ARGV("--intercept", "80", "--workers", bad_workers[i]), "--workers");
+
+	assert_parses(ARGV("--intercept", "80", "--owner-wait", "0"), &cfg);
+	assert_int_equal(cfg.owner_wait_ms, 0);
+	assert_parses(ARGV("--intercept", "80", "--owner-wait", "10000"), &cfg);
+	assert_int_equal(cfg.owner_wait_ms, 10000);
+	for (size_t i = 0; i < ARRAY_SIZE(bad_wait); i++)
+		assert_refused(ARGV("--intercept", "80", "--owner-wait", bad_wait[i]),
+			       "--owner-wait");
+}
+
 /* --port, --max-flows and --filter-socket at their bounds. */
 static void test_other_options(void **state)
 {
@@ -836,6 +873,7 @@ int main(void)
 		cmocka_unit_test(test_log_level),
 		cmocka_unit_test(test_log_format),
 		cmocka_unit_test(test_other_options),
+		cmocka_unit_test(test_workers_and_waits),
 		cmocka_unit_test(test_unknown_and_missing),
 		cmocka_unit_test(test_other_getopt_errors),
 		cmocka_unit_test(test_equals_spelling),
