@@ -721,26 +721,14 @@ static void on_accept(struct io *io, uint32_t revents)
 int control_new(struct sluiced *top, const char *path, struct control **ret_control)
 {
 	struct control *ctl = calloc(1, sizeof(*ctl));
-	int fd, r;
+	int r;
 
 	if (!ctl)
 		return -ENOMEM;
 	ctl->top = top;
-	if (top->cfg.group && unixsock_group(top->cfg.group, &ctl->access) < 0) {
-		free(ctl);
-		return -ENOENT;
-	}
 	snprintf(ctl->path, sizeof(ctl->path), "%s", path);
-	fd = unixsock_listen(path, &ctl->access);
-	if (fd < 0) {
-		free(ctl);
-		return fd;
-	}
-	io_init(&ctl->io, fd, on_accept);
-	r = io_set(top->loop, &ctl->io, EPOLLIN);
+	r = unixsock_serve(top->loop, top->cfg.group, path, &ctl->access, &ctl->io, on_accept);
 	if (r < 0) {
-		close(fd);
-		unlink(path);
 		free(ctl);
 		return r;
 	}

@@ -203,26 +203,14 @@ static void on_accept(struct io *io, uint32_t revents)
 int door_open(struct sluiced *top, const char *path, struct door **ret_door)
 {
 	struct door *door = calloc(1, sizeof(*door));
-	int fd, r;
+	int r;
 
 	if (!door)
 		return -ENOMEM;
 	door->top = top;
-	if (top->cfg.group && unixsock_group(top->cfg.group, &door->access) < 0) {
-		free(door);
-		return -ENOENT;
-	}
 	snprintf(door->path, sizeof(door->path), "%s", path);
-	fd = unixsock_listen(path, &door->access);
-	if (fd < 0) {
-		free(door);
-		return fd;
-	}
-	io_init(&door->io, fd, on_accept);
-	r = io_set(top->loop, &door->io, EPOLLIN);
+	r = unixsock_serve(top->loop, top->cfg.group, path, &door->access, &door->io, on_accept);
 	if (r < 0) {
-		close(fd);
-		unlink(path);
 		free(door);
 		return r;
 	}

@@ -153,3 +153,22 @@ bool unixsock_peer_allowed(int fd, const struct unixsock_access *acc, struct ucr
 		return false;
 	return ret_cred->gid == acc->gid || in_groups(ret_cred->pid, acc->gid);
 }
+
+int unixsock_serve(struct loop *l, const char *group, const char *path, struct unixsock_access *acc,
+		   struct io *io, io_fn fn)
+{
+	int fd, r;
+
+	if (group && unixsock_group(group, acc) < 0)
+		return -ENOENT;
+	fd = unixsock_listen(path, acc);
+	if (fd < 0)
+		return fd;
+	io_init(io, fd, fn);
+	r = io_set(l, io, EPOLLIN);
+	if (r < 0) {
+		close(fd);
+		unlink(path);
+	}
+	return r;
+}

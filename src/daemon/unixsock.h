@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "loop.h"
+
 struct unixsock_access {
 	bool has_group;
 	gid_t gid;
@@ -29,6 +31,15 @@ int unixsock_group(const char *name, struct unixsock_access *ret);
  * the fd or -errno.
  */
 int unixsock_listen(const char *path, const struct unixsock_access *acc);
+
+/*
+ * The above for a socket the loop accepts on: resolves group (NULL: none)
+ * into *acc, listens on path and registers io (calling fn) in l for
+ * EPOLLIN. Returns 0, -ENOENT for a group that does not exist, or the
+ * -errno of unixsock_listen() or epoll; on failure nothing is left open.
+ */
+int unixsock_serve(struct loop *l, const char *group, const char *path, struct unixsock_access *acc,
+		   struct io *io, io_fn fn);
 
 /*
  * Whether the peer on fd may use the socket. Fills *ret_cred (pid, uid,
