@@ -147,12 +147,11 @@ void sluice_client_free(struct sluice_client *c);
  * The fd to wait on, for callers that run their own poll loop: wait for
  * POLLIN, then call sluice_client_dispatch(); call sluice_client_flush()
  * before waiting if verdicts were given outside sluice_client_dispatch()
- * (they are only buffered until then). With one connection it is the
- * socket, which reports room for verdicts that sluice_client_dispatch()
- * could not write as POLLOUT; with one connection per daemon worker it is
- * an epoll fd over them, which reports both bytes to read and that room
- * as POLLIN. The fd stays the same for the client's life; do not read,
- * write or close it.
+ * (they are only buffered until then). It is an epoll fd over the
+ * connections (one per daemon worker), which reports as POLLIN both bytes
+ * to read and room for verdicts that could not be written yet, so a loop
+ * that waits for POLLIN only never leaves verdicts stuck. The fd stays the
+ * same for the client's life; do not read, write or close it.
  */
 int sluice_client_fd(const struct sluice_client *c);
 

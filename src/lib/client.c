@@ -129,9 +129,9 @@ struct conn {
 };
 
 struct sluice_client {
-	/* What sluice_client_fd() returns: the only connection's socket, or epfd. */
+	/* What sluice_client_fd() returns: epfd. */
 	int fd;
-	int epfd; /* an epoll fd over every connection's socket; -1 with one connection */
+	int epfd; /* an epoll fd over every connection's socket */
 	int dead; /* the fatal error that ended the channel, 0 while it is usable */
 	bool dispatching;
 	struct sluice_callbacks cb;
@@ -1111,15 +1111,25 @@ static int connect_workers(struct sluice_client *c, const char *path, const char
 			return r;
 	}
 
+	return 0;
+}
+
+/*
+ * The epoll fd over every connection, which sluice_client_fd() gives the
+ * caller: it reports bytes to read and, once verdicts wait for room in a
+ * socket (watch_output()), that room, both as POLLIN.
+ */
+static int watch_conns(struct sluice_client *c)
+{
 	c->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (c->epfd < 0)
 		return -errno;
-	for (i = 0; i < n; i++) {
-		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &conns[i] };
+	for (size_t i = 0; i < c->nconns; i++) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &c->conns[i] };
 
-		if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, conns[i].fd, &ev) < 0)
+		if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->conns[i].fd, &ev) < 0)
 			return -errno;
-		conns[i].ep_events = EPOLLIN;
+		c->conns[i].ep_events = EPOLLIN;
 	}
 	return 0;
 }
@@ -1127,8 +1137,7 @@ static int connect_workers(struct sluice_client *c, const char *path, const char
 /*
  * The first connection lets the daemon choose its worker. A daemon with one
  * worker, or one from before workers (whose HELLO has 0 there), gets that
- * connection alone, and the client is what it always was: one socket,
- * polled directly.
+ * connection alone.
  */
 SLUICE_EXPORT int sluice_client_connect(const struct sluice_client_opts *opts,
 					const struct sluice_callbacks *cb, void *user,
@@ -1192,7 +1201,10 @@ SLUICE_EXPORT int sluice_client_connect(const struct sluice_client_opts *opts,
 		if (r < 0)
 			goto fail;
 	}
-	c->fd = c->epfd >= 0 ? c->epfd : c->conns[0].fd;
+	r = watch_conns(c);
+	if (r < 0)
+		goto fail;
+	c->fd = c->epfd;
 
 	*ret_client = c;
 	return 0;
@@ -1230,7 +1242,7 @@ SLUICE_EXPORT int sluice_client_fd(const struct sluice_client *c)
  */
 static int watch_output(struct sluice_client *c)
 {
-	if (c->epfd < 0 || c->dead)
+	if (c->dead)
 		return c->dead;
 	for (size_t i = 0; i < c->nconns; i++) {
 		struct conn *k = &c->conns[i];
@@ -1275,7 +1287,8 @@ SLUICE_EXPORT int sluice_client_dispatch(struct sluice_client *c)
 	/* First the frames a callback's error left undecoded. */
 	for (i = 0; i < c->nconns && r >= 0; i++)
 		r = process_input(c, &c->conns[i]);
-	if (r >= 0 && c->epfd < 0) {
+	if (r >= 0 && c->nconns == 1) {
+		/* A read that finds nothing costs what asking epoll would. */
 		r = dispatch_conn(c, &c->conns[0]);
 	} else if (r >= 0) {
 		n = epoll_wait(c->epfd, ev, (int)c->nconns, 0);
@@ -1321,16 +1334,14 @@ SLUICE_EXPORT int sluice_client_dispatch(struct sluice_client *c)
  */
 SLUICE_EXPORT int sluice_client_run(struct sluice_client *c)
 {
-	struct pollfd p = { .fd = c->fd };
-	struct conn *k = &c->conns[0];
+	/* The epoll fd waits for output room itself (watch_output()). */
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
 	int r;
 
 	for (;;) {
 		r = sluice_client_dispatch(c);
 		if (r < 0)
 			return r;
-		/* The epoll fd waits for output room itself (watch_output()). */
-		p.events = POLLIN | (c->epfd < 0 && k->out_pos < k->out_len ? POLLOUT : 0);
 		if (poll(&p, 1, -1) < 0)
 			return -errno;
 	}

@@ -1380,8 +1380,10 @@ static void test_workers_one(void **state)
 	assert_int_equal(t->accept_err, 0);
 	assert_int_equal(t->asked[0], 0);
 	assert_int_equal(t->c->nconns, 1);
-	assert_int_equal(t->c->epfd, -1);
-	assert_int_equal(sluice_client_fd(t->c), t->c->conns[0].fd);
+	/* Polled through an epoll fd too, so that output room shows as POLLIN. */
+	assert_true(t->c->epfd >= 0);
+	assert_int_equal(sluice_client_fd(t->c), t->c->epfd);
+	assert_int_equal(t->c->conns[0].ep_events, EPOLLIN);
 }
 
 /*
@@ -1421,41 +1423,44 @@ static void test_workers_failed(void **state)
  * readable once there is room, and only then: a caller that polls it for
  * POLLIN neither stalls nor spins.
  */
-static void test_workers_output_wait(void **state)
+/* Verdicts wait for room in connection k of a daemon with `workers`
+ * workers: the client's fd turns readable when there is room. */
+static void output_wait(struct fake *t, unsigned workers, unsigned k)
 {
 	static uint8_t big[1 << 20], buf[65536];
 	const size_t expect = sizeof(big) + FRAME_VERDICT_PREFIX;
-	struct fake *t = *state;
 	struct sluice_client_opts opts = { .sz = sizeof(opts) };
 	struct pollfd ep;
 	int small = 4096;
 	size_t got = 0;
 
-	t->workers = 2;
+	t->workers = workers;
 	t->first_worker = 1;
-	t->nw_expect = 2;
+	t->nw_expect = workers;
 	assert_int_equal(connect_to_workers(t, &opts), 0);
 	ep = (struct pollfd){ .fd = sluice_client_fd(t->c), .events = POLLIN };
-	use_conn(t, 1);
+	use_conn(t, k);
 	send_open(t, 201, 0, 0);
 	assert_int_equal(dispatch(t), 0);
 
 	assert_int_equal(
-		setsockopt(t->c->conns[1].fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+		setsockopt(t->c->conns[k].fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
 	memset(big, 'x', sizeof(big));
 	assert_int_equal(sluice_inject(t->c, 201, SLUICE_DIR_IN, big, sizeof(big)), 0);
 	assert_int_equal(sluice_client_dispatch(t->c), 0);
-	assert_true(t->c->conns[1].out_pos < t->c->conns[1].out_len);
-	assert_int_equal(t->c->conns[1].ep_events, EPOLLIN | EPOLLOUT);
-	assert_int_equal(t->c->conns[0].ep_events, EPOLLIN);
+	assert_true(t->c->conns[k].out_pos < t->c->conns[k].out_len);
+	assert_int_equal(t->c->conns[k].ep_events, EPOLLIN | EPOLLOUT);
+	for (unsigned i = 0; i < workers; i++)
+		if (i != k)
+			assert_int_equal(t->c->conns[i].ep_events, EPOLLIN);
 	assert_int_equal(poll(&ep, 1, 0), 0);
 
 	while (got < expect) {
-		struct pollfd fp = { .fd = t->wfd[1], .events = POLLIN };
+		struct pollfd fp = { .fd = t->wfd[k], .events = POLLIN };
 		ssize_t n;
 
 		if (poll(&fp, 1, 0) == 1) {
-			n = read(t->wfd[1], buf, sizeof(buf));
+			n = read(t->wfd[k], buf, sizeof(buf));
 			assert_true(n > 0);
 			got += (size_t)n;
 			continue;
@@ -1464,8 +1469,20 @@ static void test_workers_output_wait(void **state)
 		assert_int_equal(sluice_client_dispatch(t->c), 0);
 	}
 	assert_int_equal(got, expect);
-	assert_int_equal(t->c->conns[1].ep_events, EPOLLIN);
+	assert_int_equal(t->c->conns[k].ep_events, EPOLLIN);
 	assert_int_equal(poll(&ep, 1, 0), 0);
+}
+
+static void test_workers_output_wait(void **state)
+{
+	output_wait(*state, 2, 1);
+}
+
+/* The same with a single connection: a caller that polls for POLLIN only
+ * (as examples/throttle.c does) is woken when its verdicts can go. */
+static void test_output_wait_one(void **state)
+{
+	output_wait(*state, 1, 0);
 }
 
 int main(void)
@@ -1497,6 +1514,7 @@ int main(void)
 		T(test_workers_one),
 		cmocka_unit_test(test_workers_failed),
 		T(test_workers_output_wait),
+		T(test_output_wait_one),
 #undef T
 	};
 
