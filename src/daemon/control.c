@@ -206,13 +206,6 @@ static void write_worker_backend(void *arg)
 	write_backend(&v->c->out, v->d);
 }
 
-static void count_worker_flows(void *arg)
-{
-	struct visit *v = arg;
-
-	*(unsigned *)v->arg += flow_table_count(v->d->flows);
-}
-
 static void cmd_status(struct ctl_client *c, const struct json_request *req)
 {
 	struct sluiced *top = c->ctl->top;
@@ -220,10 +213,9 @@ static void cmd_status(struct ctl_client *c, const struct json_request *req)
 	struct visit first = { .d = top->workers[0], .c = c };
 	struct metrics sum;
 	const uint64_t *m = sum.c;
-	unsigned nflows = 0;
+	unsigned nflows = sluiced_flows_open(top);
 
 	metrics_sum(top, &sum);
-	visit_each(top, c, count_worker_flows, &nflows);
 	json_object_begin(w, NULL);
 	json_string(w, "version", SLUICE_VERSION);
 	json_string(w, "mode", mode_names[top->cfg.mode]);

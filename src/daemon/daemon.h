@@ -89,6 +89,16 @@ struct sluiced {
 #define SHARED_ADD(x, v)   __atomic_add_fetch(&(x), (v), __ATOMIC_RELAXED)
 #define SHARED_SUB(x, v)   __atomic_sub_fetch(&(x), (v), __ATOMIC_RELAXED)
 
+/* Flows open now, all workers' (each publishes its count). */
+static inline unsigned sluiced_flows_open(const struct sluiced *top)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < top->nworkers; i++)
+		n += SHARED_LOAD(top->workers[i]->nflows);
+	return n;
+}
+
 /* Whether some ready filter of worker d wants destination port p. */
 static inline bool worker_wants(const struct daemon *d, uint16_t p)
 {

@@ -210,15 +210,6 @@ static void notify(const char *state)
 			 strerror(-r));
 }
 
-static unsigned flows_open(const struct sluiced *top)
-{
-	unsigned n = 0;
-
-	for (unsigned i = 0; i < top->nworkers; i++)
-		n += SHARED_LOAD(top->workers[i]->nflows);
-	return n;
-}
-
 /*
  * The first SIGINT or SIGTERM stops accepting (and empties the rules, so
  * new connections go their normal way) and lets open flows finish for
@@ -240,7 +231,7 @@ static void on_signal(struct io *io, uint32_t revents)
 	top->draining = true;
 	notify("STOPPING=1");
 	log_info("stopping on %s: no new connections; draining %u flows for up to %u s",
-		 strsignal((int)si.ssi_signo), flows_open(top), top->cfg.drain_seconds);
+		 strsignal((int)si.ssi_signo), sluiced_flows_open(top), top->cfg.drain_seconds);
 	/* Worker 0 owns the listening sockets: the others let go of them
 	 * first. */
 	for (unsigned i = top->nworkers; i-- > 0;)
@@ -397,7 +388,7 @@ int main(int argc, char **argv)
 	r = setup(&top, sfd);
 	if (r >= 0) {
 		r = loop_run(top.loop);
-		if (top.draining && !flows_open(&top))
+		if (top.draining && !sluiced_flows_open(&top))
 			log_info("drain: all flows finished");
 	}
 	teardown(&top);

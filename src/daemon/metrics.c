@@ -124,11 +124,9 @@ int metrics_format(struct sluiced *top, char *buf, size_t len)
 	struct text t = { .buf = buf, .cap = len };
 	struct metrics sum;
 	const uint64_t *c = sum.c;
-	unsigned flows = 0;
+	unsigned flows = sluiced_flows_open(top);
 
 	metrics_sum(top, &sum);
-	for (unsigned i = 0; i < top->nworkers; i++)
-		flows += SHARED_LOAD(top->workers[i]->nflows);
 
 	head(&t, "sluice_build_info", "gauge", "Version and mode of this sluiced (always 1).");
 	add(&t, "sluice_build_info{version=\"%s\",mode=\"%s\"} 1\n", SLUICE_VERSION,
