@@ -9,7 +9,7 @@
 
 #include <stdint.h>
 
-#define SLUICE_PROTOCOL_VERSION 1
+#define SLUICE_PROTOCOL_VERSION 2
 
 /* Every frame starts with this many bytes: u32 length, u8 type, u8 flags, u16 zero. */
 #define SLUICE_FRAME_HEADER_SIZE 8

@@ -49,6 +49,23 @@ void shm_unmap(struct shm_ring *r)
 	r->base = NULL;
 }
 
+int shm_map_area(int fd, uint32_t size, struct shm_area *ret)
+{
+	void *base = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+
+	if (base == MAP_FAILED)
+		return -errno;
+	*ret = (struct shm_area){ .base = base, .size = size };
+	return 0;
+}
+
+void shm_unmap_area(struct shm_area *a)
+{
+	if (a->base)
+		munmap((void *)a->base, a->size);
+	a->base = NULL;
+}
+
 int shm_release(struct shm_ring *r, uint64_t pos)
 {
 	if (!off_within(pos, r->tail, r->head))

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A ring of bytes in shared memory, for the zero-copy filter channel. The
+ * A ring of bytes in shared memory, for the zero-copy filter channel's
+ * reverse direction (replacement bytes from a filter to the daemon). The
  * daemon and a filter map the same memfd; one side writes at `head`, the
  * other reads and hands space back by telling the writer how far it got
  * (a RELEASE frame), which moves `tail`. The ring is mapped twice, back to
@@ -32,6 +33,30 @@ int shm_map(int fd, off_t offset, uint32_t size, struct shm_ring *ret);
 
 /* Unmaps. Accepts a ring never mapped (base NULL). */
 void shm_unmap(struct shm_ring *r);
+
+/*
+ * The forward area as a filter sees it: the daemon's slots, read-only,
+ * mapped once. A reference is a byte position from its start and never
+ * wraps (the daemon cuts a run at a slot's end).
+ */
+struct shm_area {
+	const uint8_t *base;
+	uint32_t size;
+};
+
+/* Maps the first size bytes of fd read-only. Returns 0 or -errno. */
+int shm_map_area(int fd, uint32_t size, struct shm_area *ret);
+
+/* Unmaps. Accepts an area never mapped (base NULL). */
+void shm_unmap_area(struct shm_area *a);
+
+/* The bytes [pos, pos + len) of the area, or NULL when they are not all in it. */
+static inline const uint8_t *shm_area_at(const struct shm_area *a, uint64_t pos, uint64_t len)
+{
+	if (pos > a->size || len > a->size - pos)
+		return NULL;
+	return a->base + pos;
+}
 
 /* Bytes that may be written now. */
 static inline uint64_t shm_space(const struct shm_ring *r)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "arena.h"
 #include "channel.h"
 #include "daemon.h"
 #include "flow.h"
@@ -27,6 +28,16 @@
 #include "unixsock.h"
 
 #define CLIENT_SOCKBUF (4 * 1024 * 1024)
+/*
+ * A filter with shared memory gets this many slots, each a window, for the
+ * rings of its busy flow directions; past that, bytes travel in the frames.
+ * The memfd's pages are only allocated when touched, and only a few free
+ * slots stay resident (arena.c), so the count costs address space, not
+ * memory. The area is at most SHM_AREA_MAX bytes (fewer slots with large
+ * windows).
+ */
+#define SHM_SLOTS    64
+#define SHM_AREA_MAX (256u * 1024 * 1024)
 
 struct outbuf {
 	uint8_t *data;
@@ -58,15 +69,17 @@ struct client {
 	uint64_t sent_total; /* bytes written to its socket, ever */
 	/* For --verdict-timeout: what was sent and still unread at the last
 	 * look, and since when it has not changed. */
-	uint64_t seen_sent, seen_tail;
+	uint64_t seen_sent;
 	int seen_outq;
 	uint64_t progress_ms;
-	/* SLUICE_FEATURE_SHM: DATA bytes go through fwd, replacements come
-	 * through rev; see shmring.h. */
+	/* SLUICE_FEATURE_SHM: its flows' rings are slots of fwd, so that DATA
+	 * bytes are read into memory it has mapped (arena.h); replacements
+	 * come through rev (shmring.h). */
 	bool shm;
 	bool rev_consumed; /* rev.tail moved: tell the filter */
 	uint64_t rev_told; /* rev.tail as last told */
-	struct shm_ring fwd, rev;
+	struct arena *fwd;
+	struct shm_ring rev;
 	uint64_t last_closed_id;  /* the last flow it was told is closed, */
 	uint8_t last_closed_type; /* about a frame of this type */
 };
@@ -345,24 +358,23 @@ void channel_detach(struct flow *f, uint32_t reason)
 	send_frame(c, &fr);
 }
 
-/* Data may be queued to c: its buffer is under the limit, and with shared
- * memory, its ring has space. */
+/* Data may be queued to c: its buffer is under the limit. */
 static bool has_room(const struct client *c)
 {
-	return out_pending(&c->out) < c->ch->d->cfg.max_inflight &&
-	       (!c->shm || shm_space(&c->fwd) > 0);
+	return out_pending(&c->out) < c->ch->d->cfg.max_inflight;
+}
+
+struct arena *channel_arena(const struct flow *f)
+{
+	return f->filter ? f->filter->fwd : NULL;
 }
 
 size_t channel_data_room(struct flow *f)
 {
 	struct client *c = f->filter;
-	size_t room = c->peer_max - FRAME_DATA_PREFIX;
 
-	if (has_room(c)) {
-		if (c->shm && room > shm_space(&c->fwd))
-			room = (size_t)shm_space(&c->fwd);
-		return room;
-	}
+	if (has_room(c))
+		return c->peer_max - FRAME_DATA_PREFIX;
 	if (!f->waiting) {
 		metrics_inc(M_STALLS);
 		f->waiting = true;
@@ -380,29 +392,35 @@ void channel_send_data(struct flow *f, uint8_t dir, uint64_t offset, const struc
 		       int iovcnt, size_t len, uint8_t flags)
 {
 	struct client *c = f->filter;
+	uint64_t pos;
 	uint8_t *p;
 
-	if (c->shm && len <= shm_space(&c->fwd)) {
-		/* The bytes go to the ring (one copy, in user space); the
-		 * frame says where they are. */
-		if (out_reserve(&c->out, FRAME_DATA_PREFIX + FRAME_SHM_REF) < 0) {
-			client_drop(c, "no memory for its output");
-			return;
-		}
-		p = c->out.data + c->out.len;
-		frame_put_data_prefix(p, f->id, dir, offset, FRAME_SHM_REF);
-		frame_set_flags(p, flags | SLUICE_DATA_F_SHM);
-		frame_put_shm_ref(p + FRAME_DATA_PREFIX, c->fwd.head, len);
-		c->out.len += FRAME_DATA_PREFIX + FRAME_SHM_REF;
+	if (arena_pos(c->fwd, iov[0].iov_base, iov[0].iov_len, &pos)) {
+		/* The bytes were read into the filter's memory: the frames
+		 * only say where, one per contiguous run (a ring that wraps
+		 * makes two). */
 		for (int i = 0; i < iovcnt && len; i++) {
 			size_t k = iov[i].iov_len < len ? iov[i].iov_len : len;
 
-			memcpy(shm_at(&c->fwd, c->fwd.head), iov[i].iov_base, k);
-			c->fwd.head += k;
+			if (!arena_pos(c->fwd, iov[i].iov_base, k, &pos))
+				abort(); /* the iovecs of one ring lie in one place */
+			if (out_reserve(&c->out, FRAME_DATA_PREFIX + FRAME_SHM_REF) < 0) {
+				client_drop(c, "no memory for its output");
+				return;
+			}
+			p = c->out.data + c->out.len;
+			frame_put_data_prefix(p, f->id, dir, offset, FRAME_SHM_REF);
+			frame_set_flags(p, flags | SLUICE_DATA_F_SHM);
+			frame_put_shm_ref(p + FRAME_DATA_PREFIX, pos, k);
+			c->out.len += FRAME_DATA_PREFIX + FRAME_SHM_REF;
+			offset += k;
 			len -= k;
 		}
 		return;
 	}
+	/* A ring taken when every slot was lent, or before this filter came. */
+	if (c->shm)
+		metrics_add(M_SHM_INLINE, len);
 	if (out_reserve(&c->out, FRAME_DATA_PREFIX + len) < 0) {
 		client_drop(c, "no memory for its output");
 		return;
@@ -540,7 +558,11 @@ static int setup_shm(struct client *c)
 {
 	uint32_t page = (uint32_t)sysconf(_SC_PAGESIZE);
 	uint32_t size = (c->ch->d->cfg.max_inflight + page - 1) / page * page;
-	struct frame fr = { .type = SLUICE_FRAME_SHM, .shm.fwd_size = size, .shm.rev_size = size };
+	uint32_t slot = (c->ch->d->cfg.window + page - 1) / page * page;
+	uint32_t nslots = SHM_AREA_MAX / slot < SHM_SLOTS ? SHM_AREA_MAX / slot : SHM_SLOTS;
+	struct frame fr = { .type = SLUICE_FRAME_SHM,
+			    .shm.fwd_size = nslots * slot,
+			    .shm.rev_size = size };
 	union {
 		struct cmsghdr h;
 		char buf[CMSG_SPACE(sizeof(int))];
@@ -552,12 +574,12 @@ static int setup_shm(struct client *c)
 			      .msg_controllen = sizeof(ctl.buf) };
 	struct cmsghdr *cm;
 	ssize_t n;
-	int fd = shm_create(size, size), r = fd;
+	int fd = shm_create(fr.shm.fwd_size, size), r = fd;
 
 	if (fd >= 0) {
-		r = shm_map(fd, 0, size, &c->fwd);
+		r = arena_new(fd, slot, nslots, &c->fwd);
 		if (r == 0)
-			r = shm_map(fd, size, size, &c->rev);
+			r = shm_map(fd, fr.shm.fwd_size, size, &c->rev);
 	}
 	if (r < 0) {
 		if (fd >= 0)
@@ -588,13 +610,10 @@ static int setup_shm(struct client *c)
 
 static int on_release(struct client *c, const struct frame *f)
 {
-	if (!c->shm || shm_release(&c->fwd, f->release.pos) < 0) {
-		client_drop(c, "RELEASE of ring bytes it was not given");
-		return -1;
-	}
-	if (c->wait_head && has_room(c))
-		wake_waiters(c);
-	return 0;
+	/* Its forward bytes are freed by its verdicts, not by a RELEASE. */
+	client_drop(c, "RELEASE from a filter (only the daemon releases, protocol %u)",
+		    SLUICE_PROTOCOL_VERSION);
+	return -1;
 }
 
 static int on_hello(struct client *c, const struct frame *f)
@@ -1079,7 +1098,7 @@ static void client_free(struct client *c)
 {
 	SHARED_SUB(c->ch->d->nclients, 1);
 	SHARED_SUB(c->ch->d->top->clients, 1);
-	shm_unmap(&c->fwd);
+	arena_unref(c->fwd);
 	shm_unmap(&c->rev);
 	free(c->in);
 	free(c->out.data);
@@ -1138,19 +1157,16 @@ void channel_take(struct channel *ch, int fd, const struct ucred *cred)
 static bool hung(struct client *c, uint64_t now)
 {
 	uint64_t limit = (uint64_t)c->ch->d->cfg.verdict_timeout * 1000;
-	uint64_t tail = c->shm ? c->fwd.tail : 0;
 	int outq = 0;
 	bool waiting;
 
 	/* SIOCOUTQ: what the filter has not read of what we wrote. */
 	if (ioctl(c->io.fd, SIOCOUTQ, &outq) < 0)
 		outq = 0;
-	waiting = outq > 0 || out_pending(&c->out) || (c->shm && c->fwd.head != c->fwd.tail);
-	if (!waiting || outq != c->seen_outq || c->sent_total != c->seen_sent ||
-	    tail != c->seen_tail) {
+	waiting = outq > 0 || out_pending(&c->out);
+	if (!waiting || outq != c->seen_outq || c->sent_total != c->seen_sent) {
 		c->seen_outq = outq;
 		c->seen_sent = c->sent_total;
-		c->seen_tail = tail;
 		c->progress_ms = now;
 		return false;
 	}

@@ -17,6 +17,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+struct arena;
 struct daemon;
 struct channel;
 struct client;
@@ -65,6 +66,10 @@ void channel_detach(struct flow *f, uint32_t reason);
  * is full: f is then queued and woken (relay_wake) when there is room.
  */
 size_t channel_data_room(struct flow *f);
+
+/* Where f's rings should be taken from: the forward area of its filter's
+ * shared memory, or NULL (no filter, or one without shared memory). */
+struct arena *channel_arena(const struct flow *f);
 
 /* Queues a DATA frame with len bytes gathered from iov. len must not exceed
  * what channel_data_room() allowed. flags: SLUICE_DATA_F_*. */

@@ -175,6 +175,10 @@ int metrics_format(struct sluiced *top, char *buf, size_t len)
 	counter(&t, "sluice_window_full_total",
 		"Times reading a source stopped because its direction's window was full.",
 		c[M_WINDOW_FULL]);
+	counter(&t, "sluice_shm_inline_bytes_total",
+		"Bytes offered to filters with shared memory inside frames, because the "
+		"direction's ring was not in that filter's memory.",
+		c[M_SHM_INLINE]);
 	return t.full ? -ENOSPC : (int)t.len;
 }
 

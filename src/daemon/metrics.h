@@ -36,6 +36,7 @@ enum metric {
 	M_FILTER_DROPS, /* filter connections dropped, for any reason */
 	M_STALLS,	/* a flow waited for room on its filter's channel */
 	M_WINDOW_FULL,	/* reading a source stopped at a full window */
+	M_SHM_INLINE,	/* DATA bytes in frames to a filter with shared memory */
 	M_COUNT,
 };
 

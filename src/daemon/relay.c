@@ -261,7 +261,8 @@ static bool relay_read(struct flow *f, int dir)
 			if (room < max)
 				max = room;
 		}
-		cnt = stream_read_iov(st, iov, max);
+		/* Bytes for a filter with shared memory are read into it. */
+		cnt = stream_read_iov(st, iov, max, to_filter ? channel_arena(f) : NULL);
 		if (cnt < 0) {
 			relay_reset(f, -cnt, "no memory for the window");
 			return false;

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arena.h"
 #include "sluice/protocol.h"
 #include "stream.h"
 
@@ -65,13 +66,21 @@ void stream_pool_drain(void)
 		free(pool.rings[--pool.count]);
 }
 
+static void ring_return(struct stream *s)
+{
+	if (s->ring_arena)
+		arena_put(s->ring_arena, s->ring);
+	else
+		ring_put(s->ring, s->win.limit);
+	s->ring = NULL;
+	s->ring_arena = NULL;
+}
+
 /* Gives the ring back once it holds nothing. */
 static void ring_trim(struct stream *s)
 {
-	if (s->ring && s->win.in == s->win.out) {
-		ring_put(s->ring, s->win.limit);
-		s->ring = NULL;
-	}
+	if (s->ring && s->win.in == s->win.out)
+		ring_return(s);
 }
 
 void stream_init(struct stream *s, uint32_t window)
@@ -97,8 +106,7 @@ void stream_fini(struct stream *s)
 	s->head = s->tail = s->last_ring = NULL;
 	s->nsegs = 0;
 	if (s->ring)
-		ring_put(s->ring, s->win.limit);
-	s->ring = NULL;
+		ring_return(s);
 }
 
 static size_t ring_pos(const struct stream *s, uint64_t off)
@@ -114,7 +122,7 @@ static size_t copy_threshold(const struct stream *s)
 	return t < 16384 ? 16384 : t;
 }
 
-int stream_read_iov(struct stream *s, struct iovec iov[2], size_t max)
+int stream_read_iov(struct stream *s, struct iovec iov[2], size_t max, struct arena *arena)
 {
 	uint64_t space = window_space(&s->win);
 	size_t pos, first;
@@ -123,6 +131,11 @@ int stream_read_iov(struct stream *s, struct iovec iov[2], size_t max)
 		space = max;
 	if (!space)
 		return 0;
+	if (!s->ring && arena) {
+		s->ring = arena_get(arena);
+		if (s->ring)
+			s->ring_arena = arena;
+	}
 	if (!s->ring) {
 		s->ring = ring_get(s->win.limit);
 		if (!s->ring)

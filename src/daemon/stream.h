@@ -36,10 +36,12 @@
 #include "window.h"
 
 struct stream_seg;
+struct arena;
 
 struct stream {
 	struct window win;
-	uint8_t *ring; /* allocated on first read, `win.limit` bytes */
+	uint8_t *ring; /* taken on first read, `win.limit` bytes */
+	struct arena *ring_arena; /* where ring came from, or NULL (the heap) */
 	uint64_t decided;
 	uint64_t peek_to;
 	bool peek_armed;  /* re-offer [decided, peek_to) once it is all read */
@@ -64,9 +66,12 @@ void stream_pool_drain(void);
 /*
  * Where the next read from the source may go: fills up to two iovecs and
  * returns how many (0 when the window is full), or -ENOMEM when the ring
- * cannot be allocated. At most `max` bytes are offered.
+ * cannot be allocated. At most `max` bytes are offered. A direction
+ * without a ring takes a slot of `arena` when it is given one and has a
+ * slot free, and a ring of its own otherwise; it keeps either until it is
+ * empty.
  */
-int stream_read_iov(struct stream *s, struct iovec iov[2], size_t max);
+int stream_read_iov(struct stream *s, struct iovec iov[2], size_t max, struct arena *arena);
 
 /* Records n bytes read into the iovecs stream_read_iov() gave. */
 void stream_commit_read(struct stream *s, size_t n);

@@ -117,14 +117,13 @@ struct conn {
 	size_t out_cap, out_pos, out_len; /* [out_pos, out_len) is not yet sent */
 
 	/*
-	 * The shared-memory channel (SLUICE_FEATURE_SHM): DATA bytes arrive in
-	 * fwd, replacement bytes go out through rev; only small frames pass
-	 * the socket. fwd_seen is how far DATA has come, fwd_told how far we
-	 * have released it to the daemon.
+	 * The shared-memory channel (SLUICE_FEATURE_SHM): DATA bytes lie in
+	 * fwd, where the daemon read them from the source, and replacement
+	 * bytes go out through rev; only small frames pass the socket.
 	 */
 	bool shm;
-	struct shm_ring fwd, rev;
-	uint64_t fwd_seen, fwd_told;
+	struct shm_area fwd;
+	struct shm_ring rev;
 	int pending_fd; /* an fd that came with the daemon's bytes, for SHM */
 };
 
@@ -576,14 +575,12 @@ static int handle_data(struct sluice_client *c, struct conn *k, const struct fra
 	if (f->flags & SLUICE_DATA_F_SHM) {
 		uint64_t pos, n;
 
-		/* The daemon fills the ring in order; we release it in order,
-		 * once the callbacks of this read have run. */
+		/* The bytes stay where they are until our verdict on them
+		 * reaches the daemon, which is after the callbacks have run. */
 		if (!k->shm || frame_shm_ref(d->bytes, d->len, &pos, &n) < 0 ||
-		    pos != k->fwd_seen || n > k->fwd.size)
+		    !(bytes = shm_area_at(&k->fwd, pos, n)))
 			return fail(c, -EPROTO);
-		bytes = shm_at(&k->fwd, pos);
 		len = (size_t)n;
-		k->fwd_seen += n;
 	}
 	if (!fl)
 		return ignored_on(c, k, d->flow) ? 0 : fail(c, -EPROTO);
@@ -716,11 +713,11 @@ static int handle_shm(struct sluice_client *c, struct conn *k, const struct fram
 	if (k->shm || fd < 0)
 		return fail(c, -EPROTO);
 	k->pending_fd = -1;
-	r = shm_map(fd, 0, f->shm.fwd_size, &k->fwd);
+	r = shm_map_area(fd, f->shm.fwd_size, &k->fwd);
 	if (r == 0) {
 		r = shm_map(fd, f->shm.fwd_size, f->shm.rev_size, &k->rev);
 		if (r < 0)
-			shm_unmap(&k->fwd);
+			shm_unmap_area(&k->fwd);
 	}
 	close(fd); /* the mappings keep the memory */
 	if (r < 0)
@@ -1040,7 +1037,7 @@ static void conn_free(struct conn *k)
 		close(k->fd);
 	if (k->pending_fd >= 0)
 		close(k->pending_fd);
-	shm_unmap(&k->fwd);
+	shm_unmap_area(&k->fwd);
 	shm_unmap(&k->rev);
 	free(k->in);
 	free(k->out);
@@ -1306,18 +1303,6 @@ SLUICE_EXPORT int sluice_client_dispatch(struct sluice_client *c)
 		struct conn *k = &c->conns[i];
 		int wk;
 
-		/* The callbacks are done with the shared bytes they were shown. */
-		if (k->shm && k->fwd_seen != k->fwd_told) {
-			struct frame rel = { .type = SLUICE_FRAME_RELEASE,
-					     .release.pos = k->fwd_seen };
-			size_t size = frame_size(&rel);
-			uint8_t *p;
-
-			if (out_reserve(c, k, size, &p) == 0) {
-				frame_encode(p, size, &rel);
-				k->fwd_told = k->fwd_seen;
-			}
-		}
 		wk = out_flush(c, k, false);
 		if (wk < 0 && !w)
 			w = wk;

@@ -10,9 +10,9 @@
 # verdict comes back on the connection that owns its flow, that every byte
 # comes out unchanged, and that the filter goes away on all connections
 # when the daemon hangs up. sluice-passthrough is the filter, in socket and
-# in shared-memory mode (the fake's rings are small, so the forward ring
-# wraps and waits for the filter's RELEASE on each connection), with
-# replace (the default) and with --pass; and against a single-worker
+# in shared-memory mode (the fake gives each flow direction a small slot,
+# which its bytes wrap around, written over as soon as they are decided),
+# with replace (the default) and with --pass; and against a single-worker
 # daemon, which gets one connection as before workers.
 
 # lib.sh insists on a sluiced binary; this test does not run one.
@@ -61,8 +61,8 @@ run_case() {
 	[ "$(json "$T/fake-$name.json" "r['workers'] == list(range(1, $workers + 1))")" = 1 ] ||
 		fail "$name: connections for workers $(json "$T/fake-$name.json" "r['workers']"), expected 1 to $workers"
 	if [ "$shm" = yes ]; then
-		[ "$(json "$T/fake-$name.json" "all(r['shm']) and all(r['ring_wrapped']) and all(r['releases'])")" = 1 ] ||
-			fail "$name: every connection should have wrapped its own forward ring: $(cat "$T/fake-$name.json")"
+		[ "$(json "$T/fake-$name.json" "all(r['shm']) and r['slots'] == [2 * $FLOWS] * $workers and all(r['slot_wraps'])")" = 1 ] ||
+			fail "$name: every connection should have used a slot per flow direction, wrapping: $(cat "$T/fake-$name.json")"
 	fi
 	log "$name: $workers connection(s), $((workers * FLOWS)) flows, every verdict on its flow's connection"
 }

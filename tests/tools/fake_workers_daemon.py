@@ -9,14 +9,18 @@ It listens on PATH, prints `fake_workers_daemon: listening` on stdout, and
 waits for N connections from one filter: the first HELLO must let the
 daemon choose (worker 0) and is answered as worker 1; each later HELLO must
 name one of the other workers, 2 to N, each once. Every answer says
-workers=N. A filter whose HELLO asks for the shared rings
-(SLUICE_FEATURE_SHM) gets an SHM frame and a memfd on each connection, with
-rings of --ring bytes, small enough that the forward ring wraps and the
-fake must wait for the filter's RELEASE before it writes more.
+workers=N. A filter whose HELLO asks for shared memory
+(SLUICE_FEATURE_SHM) gets an SHM frame and a memfd on each connection. Like
+the daemon, the fake gives each flow direction a slot of the forward area
+(--slot bytes, small enough that each direction wraps around its slot) and
+puts the direction's bytes at their offset modulo the slot size, a run that
+wraps making two DATA frames; it writes over a slot's bytes only once the
+filter has decided them, and then at once, with garbage first, so that a
+filter still reading decided bytes would send wrong ones back.
 
 Once all N connections have said HELLO, it opens F flows on each connection
 (flow ids distinct across connections), offers both directions of each in
---chunks DATA frames of --chunk bytes (through the forward ring when the
+--chunks DATA frames of --chunk bytes (through the forward area when the
 filter has it), then EOF on both. It applies the filter's verdicts (PASS,
 REPLACE, INJECT, DROP, SHUTDOWN, with bytes in the frame or in the reverse
 ring, which it releases) and checks that:
@@ -24,7 +28,8 @@ ring, which it releases) and checks that:
   - every verdict names a flow of the connection it came on;
   - every byte of each direction comes out unchanged (the passthrough's
     replace-by-the-same-bytes, or pass) and the direction is shut down;
-  - ring references and RELEASE positions are where they must be.
+  - reverse ring references and the filter's RELEASEs (none: only the
+    daemon releases) are what they must be.
 
 A flow whose two directions are complete gets CLOSE (reason 0). When every
 flow is closed it prints one JSON line with what it saw and exits 0; on
@@ -46,7 +51,7 @@ import sys
 import time
 
 HEADER = 8
-VERSION = 1
+VERSION = 2
 MAX_FRAME = 1024 * 1024 + 64
 WINDOW = 256 * 1024
 FEATURE_SHM = 2
@@ -105,6 +110,7 @@ class Flow:
         self.src = [flow_bytes(fid, 0, size), flow_bytes(fid, 1, size)]
         self.out = [bytearray(), bytearray()]  # what the verdicts let through
         self.decided = [0, 0]
+        self.slot = [None, None]  # forward area offset of each direction's slot
         self.shut = [False, False]
         self.closed = False
 
@@ -120,12 +126,14 @@ class Conn:
         self.worker = None
         self.shm = False
         self.fwd = self.rev = None
+        self.slot_size = 0
+        self.slots_used = 0
+        self.wraps = 0
         self.mem = None
         self.flows = {}
         self.verdicts = 0
         self.shm_verdicts = 0
-        self.releases = 0
-
+        
 
 class Fake:
     def __init__(self, a):
@@ -164,13 +172,15 @@ class Fake:
         reply = frame(HELLO, struct.pack("<HBBIII", VERSION, c.worker, self.a.workers, MAX_FRAME,
                                          WINDOW, 0) + b"sluiced")
         if features & FEATURE_SHM:
-            ring = self.a.ring
+            ring, slot = self.a.ring, self.a.slot
+            area = 2 * self.a.flows * slot
             fd = os.memfd_create("sluice-channel", os.MFD_CLOEXEC)
-            os.ftruncate(fd, 2 * ring)
-            c.mem = mmap.mmap(fd, 2 * ring)
-            c.fwd, c.rev = Ring(c.mem, 0, ring), Ring(c.mem, ring, ring)
+            os.ftruncate(fd, area + ring)
+            c.mem = mmap.mmap(fd, area + ring)
+            c.fwd, c.rev = Ring(c.mem, 0, area), Ring(c.mem, area, ring)
+            c.slot_size = slot
             c.shm = True
-            reply += frame(SHM, struct.pack("<IIQ", ring, ring, 0))
+            reply += frame(SHM, struct.pack("<IIQ", area, ring, 0))
             # Like the daemon: HELLO and SHM in one write, the memfd attached.
             c.sock.setblocking(True)
             socket.send_fds(c.sock, [reply], [fd])
@@ -201,7 +211,26 @@ class Fake:
                     c.outq.append(frame(EOF, struct.pack("<QB7xQ", fid, d, len(f.src[d]))))
             self.sel.modify(c.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, c)
 
-    # Sending: DATA through the forward ring waits for room in it.
+    # Sending: DATA through a direction's slot waits until the filter has
+    # decided enough of what the slot holds.
+
+    def shm_data(self, c, f, d, off, b):
+        size = c.slot_size
+        if off + len(b) - f.decided[d] > size:
+            return None
+        if f.slot[d] is None:
+            f.slot[d] = c.slots_used * size
+            c.slots_used += 1
+        frames = b""
+        while b:
+            at = off % size
+            n = min(len(b), size - at)
+            c.fwd.write(f.slot[d] + at, b[:n])
+            frames += frame(DATA, struct.pack("<QB7xQQQ", f.id, d, off, f.slot[d] + at, n), DATA_F_SHM)
+            if n < len(b):
+                c.wraps += 1
+            off, b = off + n, b[n:]
+        return frames
 
     def pump(self, c):
         out = b""
@@ -210,12 +239,9 @@ class Fake:
             if isinstance(item, tuple):
                 _, f, d, off, b = item
                 if c.shm:
-                    if c.fwd.head + len(b) - c.fwd.tail > c.fwd.size:
-                        break  # wait for the filter's RELEASE
-                    c.fwd.write(c.fwd.head, b)
-                    item = frame(DATA, struct.pack("<QB7xQQQ", f.id, d, off, c.fwd.head, len(b)),
-                                 DATA_F_SHM)
-                    c.fwd.head += len(b)
+                    item = self.shm_data(c, f, d, off, b)
+                    if item is None:
+                        break  # woken by the verdicts that free the slot
                 else:
                     item = frame(DATA, struct.pack("<QB7xQ", f.id, d, off) + b)
             out += item
@@ -268,7 +294,13 @@ class Fake:
                 out += src[f.decided[d]:to]
             elif op == REPLACE:
                 out += src[f.decided[d]:frm] + data
+            if c.shm and f.slot[d] is not None:
+                # Decided bytes are the daemon's to write over, now.
+                for o in range(f.decided[d], to):
+                    c.fwd.write(f.slot[d] + o % c.slot_size, b"\xee")
             f.decided[d] = max(f.decided[d], to)
+            if c.outq:
+                self.sel.modify(c.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, c)
         elif op == INJECT:
             out += data
         elif op == SHUTDOWN:
@@ -278,17 +310,6 @@ class Fake:
         if f.complete():
             f.closed = True
             c.outq.append(frame(CLOSE, struct.pack("<QII", fid, 0, 0)))
-            self.sel.modify(c.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, c)
-
-    def on_release(self, c, flags, b):
-        if not c.shm or len(b) != 16 or flags:
-            self.fail("bad RELEASE")
-        pos, res = struct.unpack("<QQ", b)
-        if res or pos < c.fwd.tail or pos > c.fwd.head:
-            self.fail("RELEASE to %d, ring released %d written %d" % (pos, c.fwd.tail, c.fwd.head))
-        c.fwd.tail = pos
-        c.releases += 1
-        if c.outq:
             self.sel.modify(c.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, c)
 
     def on_read(self, c):
@@ -315,7 +336,7 @@ class Fake:
             elif ftype == VERDICT:
                 self.on_verdict(c, flags, body)
             elif ftype == RELEASE:
-                self.on_release(c, flags, body)
+                self.fail("RELEASE from the filter: its verdicts free the forward area")
             elif ftype == SUBSCRIBE:
                 pass
             else:
@@ -393,8 +414,8 @@ class Fake:
             "shm": [c.shm for c in self.conns],
             "verdicts": [c.verdicts for c in self.conns],
             "shm_verdicts": [c.shm_verdicts for c in self.conns],
-            "releases": [c.releases for c in self.conns],
-            "ring_wrapped": [bool(c.shm and c.fwd.head > c.fwd.size) for c in self.conns],
+            "slots": [c.slots_used for c in self.conns],
+            "slot_wraps": [c.wraps for c in self.conns],
             "flow_ids": {"%d" % c.worker: ["%016x" % i for i in sorted(c.flows)] for c in self.conns},
         }, sort_keys=True), flush=True)
         return 0
@@ -407,7 +428,8 @@ def main():
     p.add_argument("--flows", type=int, default=3, help="flows per connection")
     p.add_argument("--chunks", type=int, default=4, help="DATA frames per direction")
     p.add_argument("--chunk", type=int, default=3000, help="bytes per DATA frame")
-    p.add_argument("--ring", type=int, default=16384, help="bytes per shared ring (a multiple of 4096)")
+    p.add_argument("--ring", type=int, default=16384, help="bytes of the reverse ring (a multiple of 4096)")
+    p.add_argument("--slot", type=int, default=4096, help="bytes per forward slot (a multiple of 4096)")
     p.add_argument("--expect-shm", type=lambda v: v == "yes", default=None,
                    help="yes or no: whether the filter must ask for the shared rings")
     p.add_argument("--timeout", type=float, default=20.0)

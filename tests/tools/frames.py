@@ -32,7 +32,7 @@ import sys
 import time
 
 HEADER = 8
-VERSION = 1
+VERSION = 2
 DEFAULT_MAX = 1024 * 1024 + 64
 
 HELLO, OPEN, DATA, EOF, CLOSE, VERDICT, OPEN_VERDICT, ERROR = range(1, 9)

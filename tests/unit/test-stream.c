@@ -46,7 +46,7 @@ static size_t feed_chunked(struct stream *s, const void *src, size_t n, size_t c
 	while (done < n) {
 		size_t want = n - done < chunk ? n - done : chunk, got = 0;
 		struct iovec iov[2];
-		int cnt = stream_read_iov(s, iov, want);
+		int cnt = stream_read_iov(s, iov, want, NULL);
 
 		assert_true(cnt >= 0 && cnt <= 2);
 		if (cnt == 0)
@@ -608,15 +608,15 @@ static void test_window_backpressure(void **state)
 	assert_true(stream_may_read(s));
 	assert_int_equal(feed(s, "0123456789abcdefOVER"), 16);
 	assert_false(stream_may_read(s));
-	assert_int_equal(stream_read_iov(s, iov, 100), 0);
+	assert_int_equal(stream_read_iov(s, iov, 100, NULL), 0);
 
 	/* Deciding does not free the window; writing does. */
 	assert_int_equal(pass(s, 8), 0);
-	assert_int_equal(stream_read_iov(s, iov, 100), 0);
+	assert_int_equal(stream_read_iov(s, iov, 100, NULL), 0);
 	expect_out_step(s, "01234567", 3);
 	assert_true(stream_may_read(s));
 	assert_int_equal(feed(s, "ghijklmnopq"), 8);
-	assert_int_equal(stream_read_iov(s, iov, 100), 0);
+	assert_int_equal(stream_read_iov(s, iov, 100, NULL), 0);
 
 	/* A drop frees the window without a write. */
 	assert_int_equal(drop(s, 12), 0);
@@ -629,14 +629,14 @@ static void test_window_backpressure(void **state)
 	assert_int_equal(inject(s, "0123456789"), 0);
 	assert_int_equal(window_space(&s->win), 0);
 	assert_false(stream_may_read(s));
-	assert_int_equal(stream_read_iov(s, iov, 100), 0);
+	assert_int_equal(stream_read_iov(s, iov, 100, NULL), 0);
 	assert_int_equal(pass(s, 30), 0);
 	expect_out(s, "0123456789012345");
 	assert_int_equal(window_space(&s->win), 16);
 
 	/* `max` bounds a read; 0 offers nothing. At offset 30 the ring wraps. */
-	assert_int_equal(stream_read_iov(s, iov, 0), 0);
-	assert_int_equal(stream_read_iov(s, iov, 3), 2);
+	assert_int_equal(stream_read_iov(s, iov, 0, NULL), 0);
+	assert_int_equal(stream_read_iov(s, iov, 3, NULL), 2);
 	assert_int_equal(iov[0].iov_len, 2);
 	assert_int_equal(iov[1].iov_len, 1);
 	assert_ptr_equal(iov[1].iov_base, s->ring);
@@ -728,7 +728,7 @@ static void random_run(struct stream *s, uint32_t window, size_t max_read, size_
 	for (int round = 0; round < rounds; round++) {
 		/* Read some bytes, sometimes committing fewer than offered. */
 		struct iovec iov[8];
-		int cnt = stream_read_iov(s, iov, rnd_between(&seed, 1, max_read));
+		int cnt = stream_read_iov(s, iov, rnd_between(&seed, 1, max_read), NULL);
 		size_t got = 0;
 
 		assert_true(cnt >= 0 && cnt <= 2);
