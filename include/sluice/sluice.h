@@ -66,7 +66,11 @@ struct sluice_flow_info {
 /*
  * Callbacks. Each returns 0 to go on or a negative errno to make
  * sluice_client_run() stop and return that value. Data pointers are valid
- * only during the call: copy what you need to keep. Any callback may be NULL:
+ * only during the call: copy what you need to keep. With SLUICE_FEATURE_SHM
+ * the data lies in memory the daemon writes over once it has the verdict on
+ * those bytes; verdicts go out after the callbacks of a dispatch return, so
+ * this only matters to a callback that calls sluice_client_flush() and then
+ * looks at bytes it has decided. Any callback may be NULL:
  * without on_data every chunk is passed, without on_eof the direction is
  * shut down once all of it is decided.
  */

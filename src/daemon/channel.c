@@ -608,14 +608,6 @@ static int setup_shm(struct client *c)
 	return 0;
 }
 
-static int on_release(struct client *c, const struct frame *f)
-{
-	/* Its forward bytes are freed by its verdicts, not by a RELEASE. */
-	client_drop(c, "RELEASE from a filter (only the daemon releases, protocol %u)",
-		    SLUICE_PROTOCOL_VERSION);
-	return -1;
-}
-
 static int on_hello(struct client *c, const struct frame *f)
 {
 	struct frame reply = { .type = SLUICE_FRAME_HELLO };
@@ -840,7 +832,8 @@ static const frame_handler handlers[SLUICE_FRAME_TYPE_MAX + 1] = {
 	[SLUICE_FRAME_ERROR] = on_unexpected,
 	[SLUICE_FRAME_SUBSCRIBE] = on_subscribe,
 	[SLUICE_FRAME_SHM] = on_unexpected,
-	[SLUICE_FRAME_RELEASE] = on_release,
+	/* A filter's forward bytes are freed by its verdicts. */
+	[SLUICE_FRAME_RELEASE] = on_unexpected,
 };
 
 static void client_read(struct client *c)

@@ -17,8 +17,8 @@
 #                 directions than the 64 slots, so the rest go through frames
 #                 (the inline counter grows); after SIGCONT every byte of
 #                 all of them arrives intact;
-#   release       a filter that sends RELEASE (only the daemon releases) is
-#                 dropped with a message saying so.
+#   release       a filter that sends RELEASE (only the daemon releases, in
+#                 protocol 2) is dropped with a message saying so.
 . "$(dirname "$0")/lib.sh"
 need curl
 
@@ -94,8 +94,8 @@ while True:
         s.sendall(frames.frame(RELEASE, struct.pack("<QQ", 0, 0)))
 print("closed after", len(got), "bytes")
 PY
-wait_for_log "$SLUICED_LOG" "RELEASE from a filter (only the daemon releases" 5 ||
+wait_for_log "$SLUICED_LOG" "sent a RELEASE frame, which only the daemon sends" 5 ||
 	fail "release: sluiced did not say why it dropped the filter"
-log "release: $(grep -F "RELEASE from a filter" "$SLUICED_LOG" | head -1)"
+log "release: $(grep -F "sent a RELEASE frame" "$SLUICED_LOG" | head -1)"
 check_alive "$FILTER_PID" sluice-passthrough
 stop_sluiced
