@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -8,11 +9,14 @@
 
 int shm_create(uint32_t fwd, uint32_t rev)
 {
-	int fd = memfd_create("sluice-channel", MFD_CLOEXEC);
+	int fd = memfd_create("sluice-channel", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 
 	if (fd < 0)
 		return -errno;
-	if (ftruncate(fd, (off_t)fwd + rev) < 0) {
+	/* Sealed at its size: a filter that shrank it would make the
+	 * daemon's next access to the lost pages a SIGBUS. */
+	if (ftruncate(fd, (off_t)fwd + rev) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
 		int r = -errno;
 
 		close(fd);

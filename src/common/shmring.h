@@ -24,7 +24,11 @@ struct shm_ring {
 	uint64_t tail; /* first byte not yet released */
 };
 
-/* A memfd of fwd + rev bytes (close-on-exec). Returns the fd or -errno. */
+/*
+ * A memfd of fwd + rev bytes (close-on-exec), sealed against changes of its
+ * size, so that no holder of the descriptor can make the other's mappings
+ * fault. Returns the fd or -errno.
+ */
 int shm_create(uint32_t fwd, uint32_t rev);
 
 /* Maps [offset, offset + size) of fd twice, back to back. Returns 0 or

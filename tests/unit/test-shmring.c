@@ -6,6 +6,7 @@
  * past what was written.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -62,6 +63,23 @@ static void test_release_bounds(void **state)
 	shm_unmap(&r); /* twice is harmless */
 }
 
+/* A filter cannot shrink or grow the memory under the daemon's mappings. */
+static void test_sealed(void **state)
+{
+	int fd = shm_create(8192, 4096);
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(fcntl(fd, F_GET_SEALS) & (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL),
+			 F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+	assert_int_equal(ftruncate(fd, 4096), -1);
+	assert_int_equal(errno, EPERM);
+	assert_int_equal(ftruncate(fd, 65536), -1);
+	assert_int_equal(errno, EPERM);
+	assert_int_equal(fcntl(fd, F_ADD_SEALS, 0), -1);
+	close(fd);
+}
+
 static void test_bad_map(void **state)
 {
 	struct shm_ring r = { 0 };
@@ -76,6 +94,7 @@ int main(void)
 		cmocka_unit_test(test_wrap_is_contiguous),
 		cmocka_unit_test(test_release_bounds),
 		cmocka_unit_test(test_bad_map),
+		cmocka_unit_test(test_sealed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
