@@ -268,13 +268,15 @@ start_sluiced()
 
 	shift 3
 	start "$name" "${SLUICED_PREFIX[@]}" "$sluiced" --listen "127.0.0.1:$port" --upstream "$upstream" \
-		--filter-socket "$tmp/$name.sock" --control "$tmp/$name.ctl" "${window_args[@]}"
+		--filter-socket "$tmp/$name.sock" --control "$tmp/$name.ctl" "${window_args[@]}" \
+		"${SLUICED_EXTRA[@]}"
 	daemon_pid=$last_pid
 	filter_pid=
 	wait_listen "$port" "$name" "$daemon_pid"
 	[ "${1:-}" = none ] || start_filter "$name" "$daemon_pid" "$@"
 }
 SLUICED_PREFIX=()
+SLUICED_EXTRA=() # more options for the sluiced started next
 
 # start_haproxy NAME BIND SPLICE UPSTREAM: HAProxy in tcp mode from BIND
 # (ADDR:PORT) to UPSTREAM, splicing both ways when SPLICE is yes, never
@@ -406,7 +408,7 @@ fi
 # ------------------------------------------------------------------ latency
 
 if want latency; then
-	read -r p_ha p_bare p_rest p_replace p_noshm p_pass <<<"$(free_ports 6)"
+	read -r p_ha p_bare p_rest p_replace p_noshm p_pass p_bp_replace p_bp_pass <<<"$(free_ports 8)"
 	start_server echo echo
 	p_echo=$server_port
 	up=127.0.0.1:$p_echo
@@ -416,6 +418,13 @@ if want latency; then
 	start_sluiced lat-replace "$p_replace" "$up"
 	start_sluiced lat-noshm "$p_noshm" "$up" --no-shm
 	start_sluiced lat-pass "$p_pass" "$up" --pass
+	# Workers that poll for 50 µs after each batch before they sleep. (Not
+	# HAProxy's busy-polling, which never sleeps at all and would take the
+	# CPUs from every other path of the run.)
+	SLUICED_EXTRA=(--busy-poll 50)
+	start_sluiced lat-bp-replace "$p_bp_replace" "$up"
+	start_sluiced lat-bp-pass "$p_bp_pass" "$up" --pass
+	SLUICED_EXTRA=()
 
 	spec "section|latency|latency: 1-byte ping-pong, $rtt_count round trips per run in ${RTT_BLOCKS:-10} interleaved blocks, $runs runs; microseconds"
 	paths=(
@@ -426,6 +435,8 @@ if want latency; then
 		"lat-replace|sluiced + passthrough (replace, shm)|$p_replace"
 		"lat-noshm|sluiced + passthrough --no-shm|$p_noshm"
 		"lat-pass|sluiced + passthrough --pass (shm)|$p_pass"
+		"lat-bp-replace|sluiced --busy-poll 50 + passthrough (replace, shm)|$p_bp_replace"
+		"lat-bp-pass|sluiced --busy-poll 50 + passthrough --pass (shm)|$p_bp_pass"
 	)
 	for entry in "${paths[@]}"; do
 		IFS='|' read -r key label _ <<<"$entry"

@@ -87,6 +87,7 @@ struct config {
 	unsigned verdict_timeout; /* seconds a filter may sit on offered bytes */
 	unsigned idle_timeout;	  /* seconds without a byte either way; 0: never */
 	unsigned owner_wait_ms;	  /* a new local flow waits this long for its owner */
+	unsigned busy_poll_us;	  /* a worker polls this long before it sleeps; 0: off */
 	uint32_t max_filters;
 	unsigned workers;      /* event-loop threads, 1 to SLUICE_WORKERS_MAX */
 	uint32_t max_frame;    /* largest frame accepted from a filter */

@@ -21,6 +21,7 @@ struct loop {
 	struct timer *timers; /* sorted by when_ms */
 	struct deferred deferred[MAX_DEFERRED];
 	int ndeferred;
+	uint64_t busy_poll_ns;
 };
 
 int loop_new(struct loop **ret_loop)
@@ -149,18 +150,57 @@ static void run_timers(struct loop *l)
 	}
 }
 
+void loop_set_busy_poll(struct loop *l, unsigned us)
+{
+	l->busy_poll_ns = (uint64_t)us * 1000;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Waits for events. With busy polling, after a batch that had events, asks
+ * without sleeping until the budget is spent (timers still run on time:
+ * the loop goes round for them).
+ */
+static int wait_events(struct loop *l, struct epoll_event *events, uint64_t *spin_until)
+{
+	int n;
+
+	if (*spin_until) {
+		n = epoll_wait(l->epfd, events, MAX_EVENTS, 0);
+		if (n != 0 || now_ns() < *spin_until)
+			return n;
+		*spin_until = 0;
+	}
+	return epoll_wait(l->epfd, events, MAX_EVENTS, next_timeout(l));
+}
+
 int loop_run(struct loop *l)
 {
 	struct epoll_event events[MAX_EVENTS];
+	uint64_t spin_until = 0;
 
 	l->quit = false;
 	while (!l->quit) {
-		int n = epoll_wait(l->epfd, events, MAX_EVENTS, next_timeout(l));
+		int n = wait_events(l, events, &spin_until);
 
+		if (n > 0 && l->busy_poll_ns)
+			spin_until = now_ns() + l->busy_poll_ns;
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
+		}
+		if (n == 0 && spin_until) {
+			/* A turn of the spin: nothing happened but time. */
+			run_timers(l);
+			continue;
 		}
 		for (int i = 0; i < n; i++) {
 			struct io *io = events[i].data.ptr;

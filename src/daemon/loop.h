@@ -62,6 +62,15 @@ void timer_cancel(struct loop *l, struct timer *t);
 /* fn(arg) runs after every batch of events, in registration order. */
 int loop_defer(struct loop *l, void (*fn)(void *arg), void *arg);
 
+/*
+ * After a batch with events, poll without sleeping for up to us
+ * microseconds before waiting in the kernel again (0, the default: never).
+ * The next event then finds the thread awake: no wake-up on its path, which
+ * on a virtual machine costs several microseconds per hop. The price is a
+ * core kept busy for that long after each batch.
+ */
+void loop_set_busy_poll(struct loop *l, unsigned us);
+
 /* Runs until loop_quit(). Returns the code given to loop_quit(). */
 int loop_run(struct loop *l);
 void loop_quit(struct loop *l, int code);

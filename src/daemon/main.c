@@ -84,8 +84,10 @@ static int worker_new(struct sluiced *top, unsigned index, struct daemon **ret)
 	d->index = index;
 	d->inbox.io.fd = -1;
 	r = loop_new(&d->loop);
-	if (r >= 0)
+	if (r >= 0) {
+		loop_set_busy_poll(d->loop, d->cfg.busy_poll_us);
 		r = inbox_init(&d->inbox, d->loop);
+	}
 	if (r >= 0)
 		r = flow_table_new(d, d->cfg.max_flows, &d->flows);
 	if (r >= 0)

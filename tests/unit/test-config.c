@@ -661,7 +661,7 @@ static void test_log_format(void **state)
 }
 
 /* --workers (default: the cores we may run on), --max-filters (default 16
- * per worker) and --owner-wait. */
+ * per worker), --owner-wait and --busy-poll. */
 static void test_workers_and_waits(void **state)
 {
 	static const char *const bad_workers[] = { "0", "65", "-1", "", "two", "2x" };
@@ -694,6 +694,15 @@ static void test_workers_and_waits(void **state)
 	for (size_t i = 0; i < ARRAY_SIZE(bad_wait); i++)
 		assert_refused(ARGV("--intercept", "80", "--owner-wait", bad_wait[i]),
 			       "--owner-wait");
+
+	assert_int_equal(cfg.busy_poll_us, 0);
+	assert_parses(ARGV("--intercept", "80", "--busy-poll", "50"), &cfg);
+	assert_int_equal(cfg.busy_poll_us, 50);
+	assert_parses(ARGV("--intercept", "80", "--busy-poll", "10000"), &cfg);
+	assert_int_equal(cfg.busy_poll_us, 10000);
+	for (size_t i = 0; i < ARRAY_SIZE(bad_wait); i++)
+		assert_refused(ARGV("--intercept", "80", "--busy-poll", bad_wait[i]),
+			       "--busy-poll");
 }
 
 /* --port, --max-flows and --filter-socket at their bounds. */
