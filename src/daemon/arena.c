@@ -6,11 +6,12 @@
 #include "arena.h"
 
 /*
- * Free slots whose pages stay resident for the next burst. Beyond these, a
- * returned slot's pages go back to the kernel (MADV_REMOVE frees them in
- * the memfd, so for the filter's mapping too): the memory a filter
- * connection keeps does not grow with how many flows were once busy at
- * the same time.
+ * Free slots whose pages stay resident for the next burst. Free slots
+ * beyond these that were not needed for a whole tick give their pages back
+ * to the kernel (MADV_REMOVE frees them in the memfd, so for the filter's
+ * mapping too): the memory a filter connection keeps does not stay at the
+ * most flows it once had busy at the same time, and a steady stream of
+ * short connections does not fault pages in and out for each.
  */
 #define ARENA_WARM 8
 
@@ -19,8 +20,9 @@ struct arena {
 	size_t size;
 	uint32_t slot_size;
 	unsigned nslots;
-	unsigned refs;	/* 1 for the connection, 1 per lent slot */
-	unsigned nwarm; /* free slots with resident pages, on top of `free` */
+	unsigned refs;	   /* 1 for the connection, 1 per lent slot */
+	unsigned nwarm;	   /* free slots with resident pages, on top of `free` */
+	unsigned low_warm; /* the fewest warm slots since the last tick */
 	unsigned nfree;
 	unsigned *free; /* stack: cold (released) slots below, warm on top */
 };
@@ -74,27 +76,32 @@ uint8_t *arena_get(struct arena *a)
 	slot = a->free[--a->nfree];
 	if (a->nwarm)
 		a->nwarm--;
+	if (a->low_warm > a->nwarm)
+		a->low_warm = a->nwarm;
 	a->refs++;
 	return a->base + (size_t)slot * a->slot_size;
 }
 
 void arena_put(struct arena *a, uint8_t *p)
 {
-	unsigned slot = (unsigned)((size_t)(p - a->base) / a->slot_size);
-
-	if (a->nwarm < ARENA_WARM) {
-		a->free[a->nfree++] = slot;
-		a->nwarm++;
-	} else {
-		/* Cold: its pages go, and it goes under the warm ones. A
-		 * failure only leaves the pages resident. */
-		(void)madvise(p, a->slot_size, MADV_REMOVE);
-		for (unsigned i = a->nfree; i > a->nfree - a->nwarm; i--)
-			a->free[i] = a->free[i - 1];
-		a->free[a->nfree - a->nwarm] = slot;
-		a->nfree++;
-	}
+	a->free[a->nfree++] = (unsigned)((size_t)(p - a->base) / a->slot_size);
+	a->nwarm++;
 	arena_unref(a);
+}
+
+void arena_tick(struct arena *a)
+{
+	/* The lowest warm slots were not lent since the last tick. */
+	unsigned idle = a->low_warm > ARENA_WARM ? a->low_warm - ARENA_WARM : 0;
+	unsigned first = a->nfree - a->nwarm;
+
+	for (unsigned i = first; i < first + idle; i++) {
+		/* A failure only leaves the pages resident. */
+		(void)madvise(a->base + (size_t)a->free[i] * a->slot_size, a->slot_size,
+			      MADV_REMOVE);
+	}
+	a->nwarm -= idle;
+	a->low_warm = a->nwarm;
 }
 
 bool arena_pos(const struct arena *a, const void *p, size_t len, uint64_t *ret_pos)

@@ -40,6 +40,12 @@ uint8_t *arena_get(struct arena *a);
 void arena_put(struct arena *a, uint8_t *slot);
 
 /*
+ * Once a second: free slots beyond a few that no flow needed since the last
+ * call give their pages back.
+ */
+void arena_tick(struct arena *a);
+
+/*
  * Where [p, p + len) lies in the area, as a byte offset from its start:
  * true and *ret_pos set when all of it lies in a, false otherwise.
  */

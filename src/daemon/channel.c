@@ -1173,6 +1173,8 @@ void channel_tick(struct channel *ch)
 
 	for (c = ch->clients; c; c = next) {
 		next = c->next;
+		if (c->fwd)
+			arena_tick(c->fwd);
 		if (c->ready && hung(c, now))
 			client_drop(c, "it read nothing sent to it for %u s (--verdict-timeout)",
 				    ch->d->cfg.verdict_timeout);
