@@ -77,6 +77,11 @@ void io_remove(struct loop *l, struct io *io)
 {
 	if (io->registered)
 		epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+	io_closing(io);
+}
+
+void io_closing(struct io *io)
+{
 	io->registered = false;
 	io->events = 0;
 }

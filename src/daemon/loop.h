@@ -52,6 +52,13 @@ int io_set(struct loop *l, struct io *io, uint32_t events);
 /* Removes io from the loop (does not close the fd). Accepts an unregistered io. */
 void io_remove(struct loop *l, struct io *io);
 
+/*
+ * For an io whose fd is closed right after: closing the last descriptor of
+ * a socket takes it out of the epoll set, so this forgets it without the
+ * system call io_remove() makes. Only for an fd never duplicated.
+ */
+void io_closing(struct io *io);
+
 /* Milliseconds of CLOCK_MONOTONIC. */
 uint64_t loop_now_ms(void);
 

@@ -70,7 +70,7 @@ static void close_sock(struct flow *f, int side, bool abort_conn)
 
 		setsockopt(s->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	}
-	io_remove(f->d->loop, &s->io);
+	io_closing(&s->io);
 	close(s->io.fd);
 	s->io.fd = -1;
 }
@@ -756,7 +756,7 @@ int relay_start(struct daemon *d, int app_fd, const struct flow_origin *o)
 {
 	char abuf[ADDR_STRLEN];
 	struct flow *f;
-	int r, one = 1;
+	int r;
 
 	if (move_elsewhere(d, app_fd, o))
 		return 0;
@@ -780,7 +780,7 @@ int relay_start(struct daemon *d, int app_fd, const struct flow_origin *o)
 		stream_init(&f->dir[dir].st, d->cfg.window);
 		f->dir[dir].pipe[0] = f->dir[dir].pipe[1] = -1;
 	}
-	setsockopt(app_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* TCP_NODELAY came from the listening socket. */
 	io_init(&f->sock[SIDE_APP].io, app_fd, on_sock);
 
 	/* Connect at once unless a filter may want to decide first: the
