@@ -517,13 +517,32 @@ elif want connrate; then
 	# looks at nothing costs per connection on this machine.
 	NS_EXEC=(ip netns exec "$ns_c")
 	start_haproxy conn-haproxy 10.79.1.1:7002 no 10.79.1.2:7000
+
+	# The same HAProxy behind an nftables redirect like intercept's: the
+	# client's connections to 10.79.1.2:7000 go to 127.0.0.1:7003, with
+	# NAT and connection tracking on the way, as through sluiced
+	# --intercept. Its own connections go to a second server port (7009),
+	# which the rule leaves alone. The table is there only while this row
+	# is measured.
+	start conn-server2 ip netns exec "$ns_s" "$pp" serve 10.79.1.2 7009 echo
+	wait_log conn-server2 "$last_pid" '^listening 7009$'
+	start_haproxy conn-haproxy-nat 127.0.0.1:7003 no 10.79.1.2:7009
 	NS_EXEC=()
+	cat >"$tmp/redirect.nft" <<'EOF'
+table ip slbench {
+	chain output {
+		type nat hook output priority -100; policy accept;
+		ip daddr 10.79.1.2 tcp dport 7000 redirect to :7003
+	}
+}
+EOF
 
 	spec "section|connrate|new connections per second: connect, 1 byte each way, close; $conn_threads threads for ${conn_seconds} s, $runs runs, namespaces; ratio of direct"
 	spec "row|conn-direct|direct (sluiced not running)"
 	spec "row|conn-intercept|sluiced --intercept + passthrough --pass"
 	spec "row|conn-listen|sluiced --listen + passthrough --pass"
 	spec "row|conn-haproxy|haproxy tcp (a relay, for reference)"
+	spec "row|conn-haproxy-nat|haproxy tcp behind an nftables redirect (as intercept, for reference)"
 
 	# connrate KEY RUN ADDR PORT
 	connrate()
@@ -571,6 +590,11 @@ elif want connrate; then
 
 		say "connrate run $run/$runs: haproxy"
 		connrate conn-haproxy "$run" 10.79.1.1 7002
+
+		say "connrate run $run/$runs: haproxy behind a redirect"
+		ip netns exec "$ns_c" nft -f "$tmp/redirect.nft"
+		connrate conn-haproxy-nat "$run" 10.79.1.2 7000
+		ip netns exec "$ns_c" nft delete table ip slbench
 	done
 	for pid in "${pids[@]}"; do
 		stop_pid "$pid"
