@@ -43,7 +43,7 @@ static const char usage[] =
 	"  --control PATH          Unix socket sluicectl connects to\n"
 	"                          (default " DEFAULT_CONTROL_SOCKET ")\n"
 	"  --metrics ADDR:PORT     serve Prometheus metrics at http://ADDR:PORT/metrics\n"
-	"  --window BYTES          bytes held per flow and direction (default 256K; 4K to 64M)\n"
+	"  --window BYTES          bytes held per flow and direction (default 512K; 4K to 64M)\n"
 	"  --max-flows N           most flows at once (default 65536)\n"
 	"  --mark MARK             SO_MARK on sockets sluiced opens (default 0x5c1ce)\n"
 	"  --drain-seconds N       on SIGTERM, let open flows finish this long (default 5)\n"

@@ -13,7 +13,7 @@
 
 #define DEFAULT_FILTER_SOCKET  "/run/sluice/filter.sock"
 #define DEFAULT_CONTROL_SOCKET "/run/sluice/control.sock"
-#define DEFAULT_WINDOW	       (256 * 1024)
+#define DEFAULT_WINDOW	       (512 * 1024)
 #define MIN_WINDOW	       4096
 #define MAX_WINDOW	       (64 * 1024 * 1024)
 #define DEFAULT_MAX_FLOWS      65536

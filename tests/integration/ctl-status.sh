@@ -109,7 +109,7 @@ check_flow=$(json "$T/f2.json" '
   ("filter", f["filter"] == "ctl-test" and isinstance(f["filter_id"], int)),
   ("worker", f["worker"] in (1, 2)),
   ("owner", f["uid"] is None and f["pid"] is None and f["comm"] is None),
-  ("out", f["out"]["state"] == "filtered" and 0 <= f["out"]["held"] <= 262144 and f["out"]["read"] >= f["out"]["bytes"]),
+  ("out", f["out"]["state"] == "filtered" and 0 <= f["out"]["held"] <= 524288 and f["out"]["read"] >= f["out"]["bytes"]),
   ("in", f["in"]["state"] in ("filtered", "eof") and f["in"]["bytes"] == 0),
   ("age", f["age"] >= 1 and f["idle"] >= 0),
 ] if not ok])(r["flows"][0])')

@@ -149,7 +149,7 @@ echo "scale-idle: $PER bytes per idle flow"
 log "$VPER bytes of VmData (allocated address space) per idle flow"
 [ "$PER" -lt "$BOUND" ] || fail_memory "$PER bytes of RSS per idle flow, bound $BOUND"
 # Untouched allocations are not in RSS: an idle flow that kept its window
-# buffers (2 x 256 KiB) would show here, not above.
+# buffers (2 x the window) would show here, not above.
 [ "$VPER" -lt $((64 * 1024)) ] ||
 	fail "$VPER bytes of VmData per idle flow: idle flows keep buffers allocated"
 
@@ -165,7 +165,7 @@ rss_after_close idle1
 FIRST_CLOSED=$RSS_CLOSED
 
 # --- more rounds: memory is reused, not kept per closed flow ---------------
-# The allocator keeps some freed memory resident (rings of 256 KiB lent
+# The allocator keeps some freed memory resident (rings of a window lent
 # to the flows' first bytes come from the heap), so RSS after a close may
 # sit above the first round's; it may not climb with every round. 2 KiB
 # per flow and round is far above that noise and below what a flow leaks

@@ -68,7 +68,7 @@ static struct frame open_frame(uint8_t family, uint8_t flags, const uint8_t *com
 			  .dst_port = 443,
 			  .uid = 1000,
 			  .pid = 4242,
-			  .window = 262144,
+			  .window = 524288,
 			  .comm = comm,
 			  .comm_len = len },
 	};
