@@ -36,8 +36,8 @@ enum sluice_frame_type {
 	SLUICE_FRAME_OPEN_VERDICT = 7, /* filter -> daemon: a connect-time verdict */
 	SLUICE_FRAME_ERROR = 8,	       /* daemon -> filter: a request was refused */
 	SLUICE_FRAME_SUBSCRIBE = 9,    /* filter -> daemon: which flows it wants */
-	SLUICE_FRAME_SHM = 10,	       /* daemon -> filter: the shared rings (fd attached) */
-	SLUICE_FRAME_RELEASE = 11,     /* both ways: ring bytes consumed up to a position */
+	SLUICE_FRAME_SHM = 10,	       /* daemon -> filter: the shared memory (fd attached) */
+	SLUICE_FRAME_RELEASE = 11,     /* daemon -> filter: reverse-ring bytes consumed */
 	SLUICE_FRAME_TYPE_MAX = 11,
 };
 
@@ -79,7 +79,7 @@ enum sluice_open_action {
 
 /* DATA frame flags. */
 #define SLUICE_DATA_F_REOFFER (1u << 0) /* bytes offered before, sent again after a peek */
-#define SLUICE_DATA_F_SHM     (1u << 1) /* the bytes are in the forward ring: pos, len */
+#define SLUICE_DATA_F_SHM     (1u << 1) /* the bytes are in the forward area: pos, len */
 
 /* VERDICT frame flags. */
 #define SLUICE_VERDICT_F_SHM (1u << 0) /* the bytes are in the reverse ring: pos, len */

@@ -105,13 +105,12 @@ struct frame_subscribe {
 	} ports[SLUICE_SUB_MAX_PORTS];
 };
 
-/* SHM: the memfd holds the forward ring then the reverse ring. */
+/* SHM: the memfd holds the forward area (the daemon's slots) then the reverse ring. */
 struct frame_shm {
 	uint32_t fwd_size, rev_size;
 };
 
-/* RELEASE: ring bytes before pos are free again (which ring: the one the
- * receiver writes). */
+/* RELEASE (daemon to filter): reverse-ring bytes before pos are free again. */
 struct frame_release {
 	uint64_t pos;
 };
