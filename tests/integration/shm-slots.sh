@@ -10,8 +10,8 @@
 #                 byte travelled inside a frame (every one was read into the
 #                 filter's memory: sluice_shm_inline_bytes_total stays 0);
 #                 then the held ones arrive intact (four held windows are
-#                 as much as a 1 MiB ring shared by the filter's flows
-#                 would hold);
+#                 more than a 1 MiB ring shared by the filter's flows
+#                 would hold, as protocol 1 had);
 #   over-slots    80 held connections with 4 MiB each, the filter stopped
 #                 (SIGSTOP) so that all of them hold bytes at once: more busy
 #                 directions than the 64 slots, so the rest go through frames
