@@ -402,8 +402,9 @@ void channel_send_data(struct flow *f, uint8_t dir, uint64_t offset, const struc
 		for (int i = 0; i < iovcnt && len; i++) {
 			size_t k = iov[i].iov_len < len ? iov[i].iov_len : len;
 
-			if (!arena_pos(c->fwd, iov[i].iov_base, k, &pos))
-				abort(); /* the iovecs of one ring lie in one place */
+			/* (pos of the first is known; a ring lies in one place) */
+			if (i && !arena_pos(c->fwd, iov[i].iov_base, k, &pos))
+				abort();
 			if (out_reserve(&c->out, FRAME_DATA_PREFIX + FRAME_SHM_REF) < 0) {
 				client_drop(c, "no memory for its output");
 				return;

@@ -29,7 +29,6 @@
 #define WRITE_IOV	16
 /* Bytes a direction moves by copying before it is worth a pipe. */
 #define SPLICE_AFTER (64 * 1024)
-/* How long a new local flow waits for its owner's identity. */
 /* How long a flow waits for its filter's connect-time verdict. */
 #define OPEN_VERDICT_WAIT_MS 5000
 

@@ -128,9 +128,7 @@ struct conn {
 };
 
 struct sluice_client {
-	/* What sluice_client_fd() returns: epfd. */
-	int fd;
-	int epfd; /* an epoll fd over every connection's socket */
+	int epfd; /* over every connection's socket; what sluice_client_fd() returns */
 	int dead; /* the fatal error that ended the channel, 0 while it is usable */
 	bool dispatching;
 	struct sluice_callbacks cb;
@@ -1162,7 +1160,6 @@ SLUICE_EXPORT int sluice_client_connect(const struct sluice_client_opts *opts,
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	c->fd = -1;
 	c->epfd = -1;
 	c->user = user;
 	r = copy_sized(&c->cb, sizeof(c->cb), cb);
@@ -1201,7 +1198,6 @@ SLUICE_EXPORT int sluice_client_connect(const struct sluice_client_opts *opts,
 	r = watch_conns(c);
 	if (r < 0)
 		goto fail;
-	c->fd = c->epfd;
 
 	*ret_client = c;
 	return 0;
@@ -1228,7 +1224,7 @@ SLUICE_EXPORT void sluice_client_free(struct sluice_client *c)
 
 SLUICE_EXPORT int sluice_client_fd(const struct sluice_client *c)
 {
-	return c->fd;
+	return c->epfd;
 }
 
 /*
@@ -1320,7 +1316,7 @@ SLUICE_EXPORT int sluice_client_dispatch(struct sluice_client *c)
 SLUICE_EXPORT int sluice_client_run(struct sluice_client *c)
 {
 	/* The epoll fd waits for output room itself (watch_output()). */
-	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+	struct pollfd p = { .fd = c->epfd, .events = POLLIN };
 	int r;
 
 	for (;;) {

@@ -83,15 +83,10 @@ s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
 s.sendall(frames.hello(b"releaser", features=2))
 s.settimeout(10)
-got = b""
-while True:
-    b = s.recv(65536)
-    if not b:
-        break
+got = s.recv(65536)  # the daemon's HELLO and SHM
+s.sendall(frames.frame(RELEASE, struct.pack("<QQ", 0, 0)))
+while b := s.recv(65536):
     got += b
-    if len(got) >= 8 and not getattr(sys, "_sent", False):
-        sys._sent = True
-        s.sendall(frames.frame(RELEASE, struct.pack("<QQ", 0, 0)))
 print("closed after", len(got), "bytes")
 PY
 wait_for_log "$SLUICED_LOG" "sent a RELEASE frame, which only the daemon sends" 5 ||
